@@ -1,0 +1,162 @@
+"""Health checks of the servers the system needs, each with the command that fixes it.
+
+Used by ``manage.py doctor`` and by the commands that start processes, so a
+missing server is reported the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+
+from project.logging import redact
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def _host_port(url: str, default_port: int) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or default_port}"
+
+
+def check_postgres() -> CheckResult:
+    from django.db import connection
+
+    db = settings.DATABASES["default"]
+    where = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
+    try:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            version = cursor.fetchone()[0]
+        return CheckResult("PostgreSQL", True, f"{where} (server {version})")
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "does not exist" in message:
+            host, user = db.get("HOST") or "127.0.0.1", db.get("USER") or "postgres"
+            fix = f"createdb -h {host} -U {user} {db.get('NAME')}  (or ./scripts/setup)"
+        else:
+            fix = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start  (or ./scripts/setup)"
+        return CheckResult("PostgreSQL", False, f"{where}: {redact(message)}", fix)
+
+
+def check_rabbitmq_amqp() -> CheckResult:
+    from kombu import Connection
+
+    url = settings.CELERY_BROKER_URL
+    where = _host_port(url, 5672)
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+            version = conn.connection.server_properties.get("version", b"?")
+            version = version.decode() if isinstance(version, bytes) else version
+        return CheckResult("RabbitMQ (AMQP)", True, f"{where} (server {version})")
+    except Exception as exc:
+        return CheckResult(
+            "RabbitMQ (AMQP)",
+            False,
+            f"{where}: {redact(str(exc)) or type(exc).__name__}",
+            "rabbitmq-server -detached  (or ./scripts/setup); check CELERY_BROKER_URL",
+        )
+
+
+def check_rabbitmq_management() -> CheckResult:
+    url = settings.RABBITMQ_MANAGEMENT_URL
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}"
+    auth = (parts.username or "guest", parts.password or "guest")
+    try:
+        response = requests.get(f"{base}/api/overview", auth=auth, timeout=3)
+    except requests.RequestException as exc:
+        return CheckResult(
+            "RabbitMQ management API",
+            False,
+            f"{base}: {type(exc).__name__}",
+            "rabbitmq-plugins enable rabbitmq_management  (RabbitMQ must be running; or ./scripts/setup)",
+        )
+    if response.status_code == 401:
+        return CheckResult(
+            "RabbitMQ management API",
+            False,
+            f"{base}: 401 unauthorized",
+            "set the user:password in RABBITMQ_MANAGEMENT_URL",
+        )
+    if response.status_code != 200:
+        return CheckResult(
+            "RabbitMQ management API", False, f"{base}: HTTP {response.status_code}", "check RABBITMQ_MANAGEMENT_URL"
+        )
+    return CheckResult(
+        "RabbitMQ management API", True, f"{base} (management {response.json().get('management_version', '?')})"
+    )
+
+
+def check_redis() -> CheckResult:
+    import redis
+
+    url = settings.REDIS_URL
+    where = _host_port(url, 6379)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        info = client.info("server")
+        return CheckResult("Redis", True, f"{where} (server {info.get('redis_version', '?')})")
+    except Exception as exc:
+        return CheckResult(
+            "Redis",
+            False,
+            f"{where}: {redact(str(exc)) or type(exc).__name__}",
+            'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no  (or ./scripts/setup)',
+        )
+
+
+def _binary_version(names: list[str]) -> tuple[str | None, str]:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            try:
+                out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20).stdout.strip()
+            except (OSError, subprocess.TimeoutExpired):
+                out = "version unknown"
+            return path, out
+    return None, ""
+
+
+def check_chromium() -> CheckResult:
+    path, version = _binary_version(["chromium", "chromium-browser", "google-chrome"])
+    if not path:
+        return CheckResult("Chromium", False, "not found on PATH", "apt-get install -y chromium  (or ./scripts/setup)")
+    return CheckResult("Chromium", True, f"{path} ({version})")
+
+
+def check_chromedriver() -> CheckResult:
+    path, version = _binary_version(["chromedriver"])
+    if not path:
+        return CheckResult(
+            "chromedriver", False, "not found on PATH", "apt-get install -y chromium-driver  (or ./scripts/setup)"
+        )
+    return CheckResult("chromedriver", True, f"{path} ({version.split('(')[0].strip()})")
+
+
+ALL_CHECKS = [
+    check_postgres,
+    check_rabbitmq_amqp,
+    check_rabbitmq_management,
+    check_redis,
+    check_chromium,
+    check_chromedriver,
+]
+
+
+def run_checks() -> list[CheckResult]:
+    return [check() for check in ALL_CHECKS]

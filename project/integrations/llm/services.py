@@ -1,0 +1,158 @@
+"""LLMService: answers comments, gifts and follows with generated text.
+
+Registered by ``populate_initial_data`` as the inactive service ``llm`` (SYNC:
+spoken replies must not talk over each other). Each reply is stored as an
+``LLMReply`` next to its event and shown in the admin; with Config
+``llm_speak_replies`` = true it is also spoken through ElevenLabs and the
+worker waits for the end of playback.
+
+Behaviour settings (Config, empty = default): ``llm_reply_cooldown_seconds``
+(60; at most one reply per viewer per interval, 0 = no limit),
+``llm_max_tokens`` (120), ``llm_max_reply_characters`` (300; what TTS is paid
+for), ``llm_speak_replies`` (false), plus the prompt templates of
+:mod:`project.integrations.llm.prompts`.
+
+Retries are safe: a stored reply is never generated twice — a retry after a
+TTS failure only speaks it.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from project.integrations.config_values import config_bool, config_int
+from project.integrations.elevenlabs.client import ElevenLabsClient
+from project.integrations.elevenlabs.errors import ElevenLabsError
+from project.integrations.errors import IntegrationError
+from project.integrations.llm.client import ChatResult, LLMClient
+from project.integrations.llm.cooldown import ViewerCooldown
+from project.integrations.llm.models import LLMReply
+from project.integrations.llm.prompts import build_prompt, viewer_name
+from project.queue_system.base_service import BaseQueueService
+
+if TYPE_CHECKING:
+    from project.queue_system.models import QueueItem
+    from project.tiktok_events.models import LiveEvent
+
+
+def trim_reply(text: str, limit: int) -> str:
+    """One line, at most ``limit`` characters, cut after a sentence or a word rather than mid-word."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    sentence_end = max(cut.rfind(mark) for mark in ".!?")
+    if sentence_end >= limit // 2:
+        return cut[: sentence_end + 1]
+    return cut.rsplit(" ", 1)[0] if " " in cut else cut
+
+
+class LLMService(BaseQueueService):
+    @cached_property
+    def llm(self) -> LLMClient:
+        return LLMClient()
+
+    @cached_property
+    def tts(self) -> ElevenLabsClient:
+        return ElevenLabsClient()
+
+    @property
+    def slug(self) -> str:
+        return self.service.slug if self.service is not None else type(self).__name__.lower()
+
+    def process_event(self, live_event: LiveEvent, queue_item: QueueItem) -> bool:
+        log = {"service": self.slug, "event_id": live_event.pk, "event_type": live_event.event_type}
+        reply = LLMReply.objects.filter(
+            live_event=live_event, service=self.service, status=LLMReply.Status.REPLIED
+        ).first()
+        if reply is None:
+            reply = self._generate(live_event, log)
+            if reply is None:
+                return True
+        if config_bool("llm_speak_replies", False) and not reply.spoken:
+            self._speak(reply, live_event, log)
+        return True
+
+    def _generate(self, live_event: LiveEvent, log: dict[str, Any]) -> LLMReply | None:
+        prompt = build_prompt(live_event)
+        if prompt is None:
+            self.logger.info("nothing to answer for this event", extra=log)
+            return None
+        viewer = live_event.user_unique_id or live_event.user_id or viewer_name(live_event)
+        cooldown = ViewerCooldown(self.slug, config_int("llm_reply_cooldown_seconds", 60))
+        if not cooldown.claim(viewer, live_event.pk):
+            self.logger.info(
+                "no reply: %s was answered less than %s s ago (%s s left)",
+                viewer,
+                cooldown.seconds,
+                cooldown.remaining(viewer),
+                extra=log,
+            )
+            return None
+        try:
+            result = self.llm.complete(prompt, max_tokens=config_int("llm_max_tokens", 120, minimum=1))
+        except IntegrationError as exc:
+            cooldown.release(viewer, live_event.pk)
+            self._store(live_event, viewer, prompt, LLMReply.Status.FAILED, error=str(exc))
+            self.logger.warning(
+                "LLM reply failed (%s): %s", "permanent" if exc.permanent else "will retry", exc, extra=log
+            )
+            raise
+        text = trim_reply(result.text, config_int("llm_max_reply_characters", 300, minimum=20))
+        reply = self._store(live_event, viewer, prompt, LLMReply.Status.REPLIED, result=result, text=text)
+        self.logger.info(
+            "LLM replied to %s", viewer, extra={**log, "tokens": result.total_tokens, "latency_ms": result.latency_ms}
+        )
+        return reply
+
+    def _store(
+        self,
+        live_event: LiveEvent,
+        viewer_id: str,
+        prompt: str,
+        status: str,
+        *,
+        result: ChatResult | None = None,
+        text: str = "",
+        error: str = "",
+    ) -> LLMReply:
+        fields: dict[str, Any] = {
+            "session_id": live_event.session_id,
+            "event_type": live_event.event_type,
+            "viewer": viewer_name(live_event),
+            "viewer_id": viewer_id,
+            "prompt": prompt,
+            "status": status,
+            "reply": text,
+            "error": error,
+        }
+        if result is not None:
+            fields.update(
+                model=result.model,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.total_tokens,
+                latency_ms=result.latency_ms,
+            )
+        reply, _ = LLMReply.objects.update_or_create(live_event=live_event, service=self.service, defaults=fields)
+        return reply
+
+    def _speak(self, reply: LLMReply, live_event: LiveEvent, log: dict[str, Any]) -> None:
+        try:
+            path = self.tts.text_to_speech_and_save(
+                reply.reply, play_audio=True, wait=True, session=live_event.session_id
+            )
+        except ElevenLabsError as exc:
+            reply.tts_error = str(exc)
+            reply.save(update_fields=["tts_error", "updated_at"])
+            if not exc.permanent:
+                raise  # retried by the queue; the stored reply is spoken then, not regenerated
+            self.logger.warning("reply stored but not spoken: %s", exc, extra=log)
+            return
+        if path is None:
+            reply.tts_error = "not spoken: the session's ElevenLabs character cap is reached"
+            reply.save(update_fields=["tts_error", "updated_at"])
+            return
+        reply.spoken, reply.audio_file, reply.tts_error = True, path.name, ""
+        reply.save(update_fields=["spoken", "audio_file", "tts_error", "updated_at"])

@@ -1,0 +1,161 @@
+"""Make the avatar say something from synchronous code (the avatar service's worker).
+
+The text goes to the live avatar session recorded in Redis (a browser's, opened
+by the avatar server) when there is one. Otherwise the speaker opens a session
+of its own, records it, and stops it after ``idle_seconds`` without speech, so
+chat keeps the avatar talking without leaving a paid session running.
+
+HeyGen is called with the async :class:`HeyGenService` on an event loop in a
+thread of its own: the worker thread waits for each call, and the idle timer
+runs on that loop even when no event arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+
+from project.integrations.heygen.client import HeyGenError, HeyGenService, StreamingSession
+from project.services.avatar.configuration import AvatarSettings
+from project.services.avatar.session_registry import SessionRegistry
+
+logger = logging.getLogger("avatar.speaker")
+
+# HeyGen answers a "sync" task only when the avatar has finished saying it.
+TASK_TIMEOUT = 180.0
+
+
+class AvatarSpeaker:
+    def __init__(self, settings: AvatarSettings, registry: SessionRegistry | None = None) -> None:
+        self.settings = settings
+        self.idle_seconds = settings.service_idle_seconds
+        self.owner = f"service:{socket.gethostname()}:{os.getpid()}"
+        self.registry = registry or SessionRegistry(ttl=int(self.idle_seconds) + 30)
+        self.own: StreamingSession | None = None
+        self._last_spoke = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="avatar-speaker", daemon=True)
+        self._thread.start()
+        self._lock = asyncio.Lock()  # binds to the speaker's loop on first use
+        self._heygen = HeyGenService(
+            settings.heygen_api_key,
+            settings.heygen_avatar_id,
+            base_url=settings.heygen_base_url,
+            quality=settings.heygen_quality,
+            timeout=TASK_TIMEOUT,
+        )
+
+    # --- what the service calls (from its own thread) ----------------------------------
+
+    def speak(self, text: str) -> str:
+        """Say ``text``; returns the id of the session that said it. Raises :class:`HeyGenError`."""
+        return self._run_coro(self._speak(text), timeout=TASK_TIMEOUT * 2 + 60)
+
+    def close(self) -> None:
+        """Stop the session this speaker opened (if any) and its loop."""
+        if not self._thread.is_alive():
+            return
+        try:
+            self._run_coro(self._shutdown(), timeout=60)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self.registry.close()
+
+    # --- on the speaker's loop -----------------------------------------------------------
+
+    async def _speak(self, text: str) -> str:
+        async with self._lock:
+            shared = await self._registry("current")
+            if shared is not None and (self.own is None or shared.session_id != self.own.session_id):
+                if self.own is not None:
+                    await self._stop_own("a newer session is live")
+                try:
+                    await self._heygen.send_task(text, "repeat", "sync", session_id=shared.session_id)
+                    return shared.session_id
+                except HeyGenError as exc:
+                    if not exc.session_unusable:
+                        raise
+                    # The record outlived its session (its owner crashed): forget it, speak through our own.
+                    logger.info("shared avatar session %s is gone: %s", shared.session_id, exc)
+                    await self._registry("withdraw", shared.session_id)
+            return await self._speak_through_own(text)
+
+    async def _speak_through_own(self, text: str) -> str:
+        for attempt in (1, 2):
+            if self.own is None:
+                await self._open_own()
+            assert self.own is not None
+            try:
+                await self._heygen.send_task(text, "repeat", "sync", session_id=self.own.session_id)
+            except HeyGenError as exc:
+                if not exc.session_unusable or attempt == 2:
+                    raise
+                # HeyGen closed it (its own idle timeout): open a fresh one once.
+                await self._stop_own(f"unusable: {exc}")
+                continue
+            self._last_spoke = time.monotonic()
+            await self._registry("refresh", self.own.session_id)
+            self._arm_idle_timer()
+            return self.own.session_id
+        raise AssertionError("unreachable")
+
+    async def _open_own(self) -> None:
+        session = await self._heygen.create_streaming_avatar()
+        try:
+            await self._heygen.start_session(session.session_id)
+        except BaseException:
+            await self._heygen.stop_session(session.session_id)
+            raise
+        self.own = session
+        self._last_spoke = time.monotonic()
+        await self._registry("publish", session.session_id, self.owner)
+        logger.info(
+            "avatar service opened its own session", extra={"service": "avatar", "session_id": session.session_id}
+        )
+
+    async def _stop_own(self, reason: str) -> None:
+        session, self.own = self.own, None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if session is None:
+            return
+        await self._heygen.stop_session(session.session_id)
+        await self._registry("withdraw", session.session_id)
+        logger.info(
+            "avatar service stopped its session (%s)",
+            reason,
+            extra={"service": "avatar", "session_id": session.session_id},
+        )
+
+    def _arm_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = self._loop.call_later(self.idle_seconds, lambda: self._loop.create_task(self._idle_check()))
+
+    async def _idle_check(self) -> None:
+        async with self._lock:
+            if self.own is not None and time.monotonic() - self._last_spoke >= self.idle_seconds - 0.01:
+                await self._stop_own(f"idle for {self.idle_seconds:.0f} s")
+
+    async def _shutdown(self) -> None:
+        async with self._lock:
+            await self._stop_own("worker stopping")
+        await self._heygen.close()
+
+    async def _registry(self, method: str, *args: str):
+        """Redis trouble must not silence the avatar: without it each side just opens its own session."""
+        try:
+            return await asyncio.to_thread(getattr(self.registry, method), *args)
+        except Exception as exc:
+            logger.warning("Redis %s of the live avatar session failed: %s", method, exc, extra={"service": "avatar"})
+            return None
+
+    def _run_coro(self, coro, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)

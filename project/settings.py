@@ -1,0 +1,129 @@
+"""Django settings, all read from the environment (see .env.example).
+
+Defaults work on a development machine with PostgreSQL, RabbitMQ and Redis on
+127.0.0.1; production overrides them through the environment or ``.env``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from project.env import EnvError, env_bool, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _load_dotenv(path: Path) -> None:
+    """Read KEY=VALUE lines from .env without overriding the real environment."""
+    import os
+
+    if not path.is_file():
+        return
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise EnvError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        key, value = line.split("=", 1)
+        os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+
+
+_load_dotenv(BASE_DIR / ".env")
+
+DEBUG = env_bool("DEBUG", False)
+# Without DJANGO_SECRET_KEY a fixed development key is used; its text says what to do.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or "insecure-dev-key-set-DJANGO_SECRET_KEY-in-production"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "project.app_config",
+    "project.tiktok_events",
+    "project.queue_system",
+    "project.services.dinochrome",
+    "project.services.overlays",
+    "project.services.avatar",
+    "project.integrations.elevenlabs",
+    "project.integrations.llm",
+    "project.integrations.heygen",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "project" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tiktok_events")
+if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
+    raise EnvError(
+        f"DATABASE_URL must be a PostgreSQL URL (postgres://...), got scheme {DATABASE_URL.split(':', 1)[0]!r}"
+    )
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+RABBITMQ_MANAGEMENT_URL = env_str("RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH", "")
+
+# Where the TikTokLive client goes: empty keeps the library's defaults (tiktok.com
+# and the Euler Stream sign server); `capture_tiktok_live --simulate` points them
+# at the local simulator (scripts/tiktok_simulator.py).
+TIKTOK_APP_URL = env_str("TIKTOK_APP_URL", "")
+TIKTOK_WEBCAST_URL = env_str("TIKTOK_WEBCAST_URL", "")
+TIKTOK_SIGN_URL = env_str("TIKTOK_SIGN_URL", "")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "project.logging.RedactSecretsFilter"}},
+    "formatters": {"kv": {"()": "project.logging.KeyValueFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv", "filters": ["redact"]}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # httpx logs every request at INFO: the capture's TikTok calls would flood the output.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+}

@@ -1,0 +1,72 @@
+"""What the capture prints: the seeds' lines (in English, like the rest of the product's output)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from project.tiktok_events.capture.normalize import CapturedEvent
+
+
+def event_line(event: CapturedEvent) -> str | None:
+    """One console line per event, as in the seeds (``💬 usuario123: Hola!``, ``🎁 usuario456 sent Rose x1``)."""
+    who = event.user_nickname or event.user_unique_id or "?"
+    data = event.event_data
+    match event.event_type:
+        case "CommentEvent":
+            return f"💬 {who}: {data.get('comment', '')}"
+        case "GiftEvent":
+            return f"🎁 {who} sent {data.get('gift', {}).get('name', '?')} x{event.repeat_count}"
+        case "LikeEvent":
+            count = int(data.get("count", 1))
+            return f"❤️ {who} liked" if count == 1 else f"❤️ {who} sent {count} likes"
+        case "FollowEvent":
+            return f"➕ {who} followed"
+        case "ShareEvent":
+            return f"🔁 {who} shared the live"
+        case "JoinEvent":
+            return f"👋 {who} joined"
+        case "SubscribeEvent":
+            return f"⭐ {who} subscribed"
+        case "LiveEndEvent":
+            return "🔚 The LIVE has ended"
+    return None
+
+
+class CaptureOutput:
+    """Console output of a capture run; ``events=False`` keeps only the status lines."""
+
+    def __init__(self, stream: TextIO | None = None, *, events: bool = True) -> None:
+        self.stream = stream or sys.stdout
+        self.events = events
+
+    def line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def event(self, event: CapturedEvent) -> None:
+        if self.events:
+            text = event_line(event)
+            if text:
+                self.line(text)
+
+    def starting(self, username: str) -> None:
+        self.line(f"🔌 Starting event capture for @{username}...")
+
+    def connected(self, username: str, room_id: str) -> None:
+        self.line(f"✅ Connected to @{username} - Room ID: {room_id}")
+
+    def session_created(self, session_id: int, name: str) -> None:
+        self.line(f"📝 Session created: #{session_id} - {name or 'Unnamed'}")
+
+    def reconnecting(self, reason: str, delay: float, attempt: int) -> None:
+        self.line(f"🔄 Connection lost ({reason}). Reconnect attempt {attempt} in {delay:.1f} s...")
+
+    def reconnected(self, username: str, room_id: str) -> None:
+        self.line(f"✅ Reconnected to @{username} - Room ID: {room_id}")
+
+    def warning(self, text: str) -> None:
+        self.line(f"⚠️  {text}")
+
+    def finished(self, session_id: int, stored: int, reason: str) -> None:
+        self.line(f"🏁 Session #{session_id} ended ({reason}): {stored} events stored")

@@ -1,0 +1,79 @@
+from django.db import models
+
+from project.base_models import BaseModel
+
+
+class EventType(models.TextChoices):
+    """The seeds' names for the events services subscribe to.
+
+    Any other TikTokLive event is stored under its own class name, so
+    ``LiveEvent.event_type`` is not limited to these.
+    """
+
+    GIFT = "GiftEvent"
+    SUBSCRIBE = "SubscribeEvent"
+    FOLLOW = "FollowEvent"
+    SHARE = "ShareEvent"
+    COMMENT = "CommentEvent"
+    LIKE = "LikeEvent"
+    JOIN = "JoinEvent"
+
+
+class LiveSession(BaseModel):
+    class Status(models.TextChoices):
+        CONNECTING = "connecting"
+        LIVE = "live"
+        ENDED = "ended"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=200, blank=True, default="")
+    streamer = models.CharField(max_length=100, db_index=True)
+    room_id = models.CharField(max_length=64, blank=True, default="")
+    started_at = models.DateTimeField(db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTING, db_index=True)
+    end_reason = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        label = self.name or "unnamed"
+        return f"#{self.pk} {label} (@{self.streamer})"
+
+
+class LiveEvent(BaseModel):
+    """One TikTok event as received, with the user's names raw and cleaned."""
+
+    class Streak(models.TextChoices):
+        NONE = "none", "not a streak"
+        OPEN = "open", "streak in progress"
+        ENDED = "ended", "streak ended"
+        TIMED_OUT = "timed_out", "streak closed by timeout"
+
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="events")
+    event_type = models.CharField(max_length=64, db_index=True)
+    # TikTok's message id: the same message delivered twice (after a reconnect) is stored once.
+    msg_id = models.BigIntegerField(null=True, blank=True)
+    user_id = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    user_unique_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    user_nickname = models.CharField(max_length=200, blank=True, default="", help_text="Cleaned nickname.")
+    user_nickname_raw = models.TextField(blank=True, default="", help_text="Nickname exactly as TikTok sent it.")
+    event_data = models.JSONField(default=dict, blank=True)
+    streak_status = models.CharField(max_length=12, choices=Streak.choices, default=Streak.NONE)
+    repeat_count = models.PositiveIntegerField(default=1)
+    received_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["session", "event_type"], name="liveevent_session_type")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "msg_id"],
+                condition=models.Q(msg_id__isnull=False),
+                name="liveevent_unique_msg_per_session",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} #{self.pk} by {self.user_nickname or self.user_unique_id}"

@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("dino/", include("project.services.dinochrome.urls")),
+    path("overlays/", include("project.services.overlays.urls")),
+    path("api/elevenlabs/", include("project.integrations.elevenlabs.urls")),
+    path("", include("project.app_config.urls")),
+]

@@ -1,0 +1,321 @@
+"""Scenarios the simulator plays: built-in ones and JSON files.
+
+A scenario is a list of *steps*. A JSON file holds either that list or an
+object ``{"steps": [...], "loop": false, "frame_size": 8, "interval": 0.02}``.
+
+Message steps (one TikTok message each; ``user`` is the @handle, ``nickname``
+defaults to it, ``user_id`` to a stable number derived from it)::
+
+    {"type": "comment",   "user": "maria", "nickname": "María 🌸", "text": "hola"}
+    {"type": "gift",      "user": "juan", "gift": "Rose", "repeat": 5}
+    {"type": "like",      "user": "ana", "count": 15}
+    {"type": "follow" | "share" | "join" | "subscribe", "user": "leo"}
+    {"type": "viewers",   "total": 120}
+    {"type": "unknown",   "method": "WebcastSomethingNewMessage"}
+    {"type": "truncated"}          a chat payload cut mid-character (unparseable)
+    {"type": "end"}                the streamer ends the LIVE
+
+A ``gift`` of a streakable gift (Rose, TikTok, Finger Heart, Doughnut, or
+``"streakable": true``) with ``repeat: N`` is sent as N messages, one per
+frame, ``streak_interval`` seconds apart (default 0.05), repeat_count 1..N and
+repeat_end only on the last; ``"lose_end": true`` never sends that end.
+Other gifts: ``gift``, ``gift_id``, ``diamond_count`` override the catalogue.
+
+Transport steps::
+
+    {"type": "wait",  "seconds": 0.5}
+    {"type": "frame", "events": [<message steps>]}   several messages in one frame
+    {"type": "drop"}               close the TCP connection, no close frame
+    {"type": "stall", "seconds": 40}  socket open, nothing sent (the watchdog case)
+    {"type": "garbage"}            a WebSocket message that is not a push frame
+    {"type": "bad_payload"}        a "msg" push frame whose gzip payload is corrupt
+
+Consecutive message steps are packed into frames of up to ``frame_size``
+messages, ``interval`` seconds apart, like TikTok batches them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .messages import gift_info
+
+MESSAGE_TYPES = {
+    "comment",
+    "gift",
+    "like",
+    "follow",
+    "share",
+    "join",
+    "subscribe",
+    "viewers",
+    "unknown",
+    "truncated",
+    "end",
+}
+TRANSPORT_TYPES = {"wait", "frame", "drop", "stall", "garbage", "bad_payload"}
+
+
+@dataclass
+class Action:
+    """One thing the simulator does on the socket: send a frame, wait, drop..."""
+
+    kind: str
+    specs: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class Scenario:
+    name: str
+    actions: list[Action]
+    loop: bool = False
+    mode: str = "live"  # live | offline | not-found | rate-limit
+    prebuild: bool = False  # serialize every frame before accepting connections (flood)
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+def compile_steps(
+    name: str, steps: list[dict[str, Any]], *, frame_size: int = 8, interval: float = 0.02, loop: bool = False
+) -> Scenario:
+    actions: list[Action] = []
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        while pending:
+            actions.append(Action("frame", specs=pending[:frame_size]))
+            del pending[:frame_size]
+            if interval:
+                actions.append(Action("wait", seconds=interval))
+
+    for number, step in enumerate(steps, 1):
+        if not isinstance(step, dict) or "type" not in step:
+            raise ScenarioError(f"step {number}: expected an object with a 'type', got {step!r}")
+        kind = step["type"]
+        if kind == "gift" and int(step.get("repeat", 1)) > 1 and gift_info(step).streakable:
+            flush()
+            actions.extend(_streak_actions(step))
+        elif kind in MESSAGE_TYPES:
+            pending.append(step)
+            if len(pending) >= frame_size or kind == "end":
+                flush()
+        elif kind == "frame":
+            flush()
+            events = step.get("events") or []
+            for event in events:
+                if event.get("type") not in MESSAGE_TYPES:
+                    raise ScenarioError(f"step {number}: frame event {event!r} is not a message step")
+            actions.append(Action("frame", specs=list(events)))
+        elif kind in TRANSPORT_TYPES:
+            flush()
+            actions.append(Action(kind, seconds=float(step.get("seconds", 0))))
+        else:
+            raise ScenarioError(f"step {number}: unknown type {kind!r}")
+    flush()
+    return Scenario(name=name, actions=actions, loop=loop)
+
+
+def _streak_actions(step: dict[str, Any]) -> list[Action]:
+    repeat = int(step["repeat"])
+    group_id = int(step.get("group_id", random.randrange(10**12, 10**13)))
+    actions = []
+    for count in range(1, repeat + 1):
+        last = count == repeat and not step.get("lose_end", False)
+        spec = {**step, "repeat_count": count, "repeat_end": last, "group_id": group_id}
+        actions.append(Action("frame", specs=[spec]))
+        if count < repeat:
+            actions.append(Action("wait", seconds=float(step.get("streak_interval", 0.05))))
+    return actions
+
+
+def load_file(path: str | Path) -> Scenario:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, list):
+        return compile_steps(Path(path).stem, data)
+    if isinstance(data, dict) and isinstance(data.get("steps"), list):
+        return compile_steps(
+            str(data.get("name", Path(path).stem)),
+            data["steps"],
+            frame_size=int(data.get("frame_size", 8)),
+            interval=float(data.get("interval", 0.02)),
+            loop=bool(data.get("loop", False)),
+        )
+    raise ScenarioError(f"{path}: expected a list of steps or an object with 'steps'")
+
+
+# -- built-in scenarios ------------------------------------------------------------------------
+
+VIEWERS = [
+    ("maria_garcia", "María 🌸"),
+    ("juanito99", "Juanito"),
+    ("lucia.fit", "Lucía ✨"),
+    ("pedro_gamer", "Pedro"),
+    ("ana_b", "Ana B."),
+    ("carlos.mx", "Carlos 🇲🇽"),
+    ("sofi_luna", "Sofi 🌙"),
+    ("diego_dev", "Diego"),
+]
+CHAT = ["Hola!", "¿De dónde eres?", "jajaja", "Saludos desde Lima 🇵🇪", "qué buen live", "❤️❤️❤️", "otra partida!"]
+
+
+def demo() -> Scenario:
+    """A realistic, endless mix: chat, likes, joins, follows, a share, a sub, Rose gifts."""
+    rng = random.Random(7)
+    steps: list[dict[str, Any]] = [{"type": "viewers", "total": 37}]
+    for round_number in range(6):
+        for _ in range(4):
+            user, nick = rng.choice(VIEWERS)
+            steps.append({"type": "join", "user": user, "nickname": nick})
+            steps.append({"type": "comment", "user": user, "nickname": nick, "text": rng.choice(CHAT)})
+            steps.append({"type": "like", "user": user, "nickname": nick, "count": rng.randint(1, 15)})
+            steps.append({"type": "wait", "seconds": round(rng.uniform(0.3, 0.9), 2)})
+        user, nick = VIEWERS[round_number % len(VIEWERS)]
+        steps.append({"type": "gift", "user": user, "nickname": nick, "gift": "Rose", "repeat": 1})
+        if round_number % 2 == 0:
+            steps.append({"type": "follow", "user": user, "nickname": nick})
+        if round_number == 2:
+            steps.append({"type": "gift", "user": "lucia.fit", "nickname": "Lucía ✨", "gift": "Rose", "repeat": 5})
+            steps.append({"type": "share", "user": "pedro_gamer", "nickname": "Pedro"})
+        if round_number == 4:
+            steps.append({"type": "subscribe", "user": "ana_b", "nickname": "Ana B."})
+            steps.append({"type": "gift", "user": "carlos.mx", "nickname": "Carlos 🇲🇽", "gift": "Galaxy"})
+        steps.append({"type": "viewers", "total": 37 + round_number * 5})
+        steps.append({"type": "wait", "seconds": 0.5})
+    return compile_steps("demo", steps, frame_size=4, interval=0.05, loop=True)
+
+
+def flood(seconds: float = 10.0, likes_per_s: int = 2000, comments_per_s: int = 150) -> Scenario:
+    """≥ 1,000 likes/s with chat, a gift every 0.5 s and a follow every second; then the end."""
+    frames_per_s = 50
+    users = [(f"fan{n:04d}", f"Fan {n}") for n in range(500)]
+    rng = random.Random(11)
+    actions: list[Action] = []
+    for tick in range(int(seconds * frames_per_s)):
+        specs: list[dict[str, Any]] = []
+        for _ in range(likes_per_s // frames_per_s):
+            user, nick = rng.choice(users)
+            specs.append({"type": "like", "user": user, "nickname": nick, "count": rng.randint(1, 15)})
+        for _ in range(comments_per_s // frames_per_s):
+            user, nick = rng.choice(users)
+            specs.append({"type": "comment", "user": user, "nickname": nick, "text": rng.choice(CHAT)})
+        if tick % (frames_per_s // 2) == 0:
+            user, nick = rng.choice(users)
+            specs.append({"type": "gift", "user": user, "nickname": nick, "gift": rng.choice(["Galaxy", "Lion"])})
+        if tick % frames_per_s == 0:
+            user, nick = rng.choice(users)
+            specs.append({"type": "follow", "user": user, "nickname": nick})
+        actions.append(Action("frame", specs=specs))
+        actions.append(Action("wait", seconds=1 / frames_per_s))
+    actions.append(Action("frame", specs=[{"type": "end"}]))
+    return Scenario("flood", actions, prebuild=True)
+
+
+def streaks() -> Scenario:
+    steps = [
+        {"type": "comment", "user": "host_friend", "text": "¡Vamos con las rosas!"},
+        {"type": "gift", "user": "rosa_fan", "nickname": "Rosa Fan", "gift": "Rose", "repeat": 5},
+        {"type": "gift", "user": "big_spender", "nickname": "Big Spender", "gift": "Galaxy"},
+        {"type": "gift", "user": "heart_girl", "nickname": "Heart", "gift": "Finger Heart", "repeat": 3},
+        {"type": "gift", "user": "lost_end", "nickname": "Lost End", "gift": "TikTok", "repeat": 4, "lose_end": True},
+        {"type": "like", "user": "liker", "count": 10},
+        {"type": "like", "user": "liker", "count": 5},
+        # Long enough for a capture run with --streak-timeout below 3 s to close the lost streak.
+        {"type": "wait", "seconds": 3.0},
+        {"type": "end"},
+    ]
+    return compile_steps("streaks", steps)
+
+
+def disconnect() -> Scenario:
+    def chat(n: int) -> dict[str, Any]:
+        return {"type": "comment", "user": f"viewer{n % 5}", "text": f"message {n}"}
+
+    steps: list[dict[str, Any]] = [chat(n) for n in range(1, 11)]
+    steps += [{"type": "wait", "seconds": 0.3}, {"type": "drop"}]
+    steps += [chat(n) for n in range(11, 21)]
+    steps += [{"type": "wait", "seconds": 0.3}, {"type": "stall", "seconds": 40}]
+    steps += [chat(n) for n in range(21, 31)]
+    steps += [{"type": "wait", "seconds": 0.3}, {"type": "end"}]
+    return compile_steps("disconnect", steps, frame_size=3)
+
+
+WEIRD_NAMES = [
+    ("fancy_user", "𝓕𝓪𝓷𝓬𝔂 𝕌𝕤𝕖𝕣"),
+    ("zalgo", "Z̷̢̛̛̤̰̈́a̸̧̛̯̓̌l̵̨̛̘̈g̶̢̛̰̈́o̷̡̧̦̓ ̴̧̛̯t̷̢̛̤̾e̶̢̛̠̓x̸̢̛̣̊t̷̡̛̙̓"),
+    ("rtl_user", "\u202eevil\u202c مرحبا"),
+    ("control_chars", "bad\x00na\x07me\x1b[31m red\r\n"),
+    ("zero_width", "in\u200bvis\u200dible\ufeff"),
+    ("emoji_lover", "🌸 Flor 🌸👩‍👩‍👧‍👦"),
+    ("long_name", "L" * 300),
+    ("fullwidth", "ＦＵＬＬ　ＷＩＤＴＨ"),
+    ("only_marks", "\u200b\u202e\u0301\u0301"),
+]
+
+
+def weird_names() -> Scenario:
+    steps: list[dict[str, Any]] = []
+    for user, nick in WEIRD_NAMES:
+        steps.append({"type": "comment", "user": user, "nickname": nick, "text": f"hola\tdesde\n{nick}"})
+        steps.append({"type": "follow", "user": user, "nickname": nick})
+    steps.append({"type": "gift", "user": "zalgo", "nickname": WEIRD_NAMES[1][1], "gift": "Galaxy"})
+    steps.append({"type": "end"})
+    return compile_steps("weird-names", steps, frame_size=4)
+
+
+def malformed() -> Scenario:
+    steps = [
+        {"type": "comment", "user": "ok1", "text": "before garbage"},
+        {"type": "garbage"},
+        {"type": "comment", "user": "ok2", "text": "after garbage"},
+        {"type": "bad_payload"},
+        {"type": "comment", "user": "ok3", "text": "after a corrupt payload"},
+        {
+            "type": "frame",
+            "events": [
+                {"type": "unknown", "method": "WebcastBrandNewFeatureMessage"},
+                {"type": "truncated"},
+                {"type": "comment", "user": "ok4", "text": "same frame as the broken ones"},
+            ],
+        },
+        {"type": "comment", "user": "ok5", "text": "the end is near"},
+        {"type": "end"},
+    ]
+    return compile_steps("malformed", steps)
+
+
+def live_end() -> Scenario:
+    steps = [
+        {"type": "comment", "user": "early_bird", "text": "first!"},
+        {"type": "like", "user": "early_bird", "count": 3},
+        {"type": "gift", "user": "early_bird", "gift": "Rose", "repeat": 1},
+        {"type": "wait", "seconds": 0.3},
+        {"type": "end"},
+    ]
+    return compile_steps("live-end", steps)
+
+
+def _named(mode: str) -> Scenario:
+    scenario = live_end()
+    scenario.name, scenario.mode = mode, mode
+    return scenario
+
+
+BUILT_IN = {
+    "demo": demo,
+    "flood": flood,
+    "streaks": streaks,
+    "disconnect": disconnect,
+    "weird-names": weird_names,
+    "malformed": malformed,
+    "live-end": live_end,
+    "offline": lambda: _named("offline"),
+    "not-found": lambda: _named("not-found"),
+    "rate-limit": lambda: _named("rate-limit"),
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""A local TikTok LIVE for the capture: run it, point the TikTokLive client at it.
+
+    python scripts/tiktok_simulator.py --scenario demo --port 0
+    python scripts/tiktok_simulator.py --scenario-file my_live.json --port 8765
+
+Scenarios: demo, flood, streaks, disconnect, weird-names, malformed, live-end,
+offline, not-found, rate-limit (see scripts/tiktok_sim/scenarios.py for the
+JSON step format of --scenario-file).
+
+When ready it prints ONE JSON line on stdout with the URLs to configure, e.g.
+``{"event": "ready", "app_url": "http://127.0.0.1:41234", "webcast_url":
+"http://127.0.0.1:41234/webcast", "sign_url": "http://127.0.0.1:41234", ...}``
+— ``manage.py capture_tiktok_live --simulate`` reads it, and so can you:
+set TIKTOK_APP_URL, TIKTOK_WEBCAST_URL and TIKTOK_SIGN_URL to those values.
+It serves until SIGINT/SIGTERM (or its parent exits, with --exit-with-parent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+
+from aiohttp import web
+from tiktok_sim.scenarios import BUILT_IN, ScenarioError, flood, load_file
+from tiktok_sim.server import LiveRoom, build_app
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--scenario", choices=sorted(BUILT_IN), default="demo")
+    source.add_argument("--scenario-file", help="JSON list of steps (see scripts/tiktok_sim/scenarios.py)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed in the ready line)")
+    parser.add_argument("--ping-interval", type=float, default=5.0, help="heartbeat interval offered to the client")
+    parser.add_argument("--flood-seconds", type=float, default=10.0)
+    parser.add_argument("--flood-likes", type=int, default=2000, help="like messages per second in the flood")
+    parser.add_argument("--flood-comments", type=int, default=150, help="comments per second in the flood")
+    parser.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it dies")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    if args.scenario_file:
+        scenario = load_file(args.scenario_file)
+    elif args.scenario == "flood":
+        scenario = flood(args.flood_seconds, args.flood_likes, args.flood_comments)
+    else:
+        scenario = BUILT_IN[args.scenario]()
+    room = LiveRoom(
+        scenario, room_id=7_300_000_000_000_000_000 + secrets.randbelow(10**15), ping_interval=args.ping_interval
+    )
+    if scenario.prebuild:
+        room.prebuild()
+    runner = web.AppRunner(build_app(room, args.host), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # the port the OS picked for --port 0
+    base = f"http://{args.host}:{port}"
+    ready = {
+        "event": "ready",
+        "scenario": scenario.name,
+        "room_id": str(room.room_id),
+        "base_url": base,
+        "app_url": base,
+        "webcast_url": f"{base}/webcast",
+        "sign_url": base,
+        "status_url": f"{base}/simulator/status",
+    }
+    print(json.dumps(ready), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    parent = os.getppid()
+    try:
+        while not stop.is_set():
+            if args.exit_with_parent and os.getppid() != parent:
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="simulator %(levelname)s %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    try:
+        asyncio.run(serve(args))
+    except ScenarioError as exc:
+        print(f"simulator: bad scenario: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

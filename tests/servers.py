@@ -1,0 +1,73 @@
+"""Real-server plumbing shared by the tests: an isolated RabbitMQ vhost per test
+run and the environment a subprocess (a Celery worker, a management command)
+needs to talk to the same test database, broker and Redis as the test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from django.conf import settings
+from django.db import connection
+
+
+@dataclass
+class Vhost:
+    name: str
+    broker_url: str
+    management_url: str
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        return management_request(method, path, **kwargs)
+
+
+def _management_parts() -> tuple[str, tuple[str, str]]:
+    parts = urlsplit(settings.RABBITMQ_MANAGEMENT_URL)
+    base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}"
+    return base, (parts.username or "guest", parts.password or "guest")
+
+
+def management_request(method: str, path: str, **kwargs) -> requests.Response:
+    base, auth = _management_parts()
+    return requests.request(method, f"{base}{path}", auth=auth, timeout=10, **kwargs)
+
+
+def create_vhost(prefix: str = "tte-test") -> Vhost:
+    """A fresh vhost, so tests never see queues or policies of another run."""
+    name = f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    _, auth = _management_parts()
+    management_request("PUT", f"/api/vhosts/{quote(name, safe='')}").raise_for_status()
+    management_request(
+        "PUT",
+        f"/api/permissions/{quote(name, safe='')}/{quote(auth[0], safe='')}",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+    ).raise_for_status()
+    broker = urlsplit(settings.CELERY_BROKER_URL)
+    broker_url = urlunsplit((broker.scheme, broker.netloc, "/" + quote(name, safe=""), "", ""))
+    return Vhost(name=name, broker_url=broker_url, management_url=settings.RABBITMQ_MANAGEMENT_URL)
+
+
+def delete_vhost(vhost: Vhost) -> None:
+    management_request("DELETE", f"/api/vhosts/{quote(vhost.name, safe='')}")
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the database pytest-django created for this run."""
+    db = connection.settings_dict
+    user = quote(db.get("USER") or "postgres", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def subprocess_env(vhost: Vhost | None = None, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = test_database_url()
+    if vhost is not None:
+        env["CELERY_BROKER_URL"] = vhost.broker_url
+    env["REDIS_URL"] = settings.REDIS_URL
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env

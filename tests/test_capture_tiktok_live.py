@@ -1,0 +1,247 @@
+"""capture_tiktok_live end to end: the real TikTokLive client against the simulator,
+PostgreSQL and RabbitMQ (a fresh vhost per test). No workers run here: a
+dispatched item is one the broker confirmed (``dispatched_at`` set)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db.models import Count
+
+from project.queue_system.models import QueueItem, ServiceEventConfig
+from project.tiktok_events.models import LiveEvent, LiveSession
+from tests.broker import depth
+from tests.capture_helpers import ROOT, comment, gift, messages_by_type, run_capture, simulator_scenarios
+from tests.queueing import make_service
+from tests.servers import subprocess_env
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+# simulator step type → the LiveEvent type the capture stores it as
+STORED_AS = {
+    "comment": "CommentEvent",
+    "gift": "GiftEvent",
+    "like": "LikeEvent",
+    "follow": "FollowEvent",
+    "share": "ShareEvent",
+    "join": "JoinEvent",
+    "subscribe": "SubscribeEvent",
+    "viewers": "RoomUserSeqEvent",
+    "end": "LiveEndEvent",
+}
+
+
+def subscribed_types() -> set[str]:
+    return set(
+        ServiceEventConfig.objects.filter(enabled=True, service__is_active=True).values_list("event_type", flat=True)
+    )
+
+
+def assert_every_event_confirmed(run) -> None:
+    """Each stored event of a subscribed type has one confirmed QueueItem per subscribed service."""
+    active = {}
+    for config in ServiceEventConfig.objects.filter(enabled=True, service__is_active=True):
+        active.setdefault(config.event_type, set()).add(config.service_id)
+    for event in run.events().exclude(streak_status=LiveEvent.Streak.OPEN):
+        items = QueueItem.objects.filter(live_event=event)
+        assert {i.service_id for i in items} == active.get(event.event_type, set()), event
+        assert all(i.dispatched_at is not None for i in items), event
+
+
+def test_it_captures_the_demo_live_and_dispatches_what_services_subscribe_to(vhost, seeded):
+    run = run_capture(vhost, "demo", args=["--duration", "8"])
+    assert run.returncode == 0, run.output
+    assert "✅ Connected to @simulated_streamer - Room ID:" in run.output
+    assert f"📝 Session created: #{run.session_id}" in run.output
+    session = LiveSession.objects.get(pk=run.session_id)
+    assert session.status == LiveSession.Status.ENDED and session.ended_at is not None
+    types = set(run.events().values_list("event_type", flat=True))
+    assert {"CommentEvent", "LikeEvent", "JoinEvent", "GiftEvent", "RoomUserSeqEvent"} <= types
+    rose = run.events().filter(event_type="GiftEvent").first()
+    assert rose.event_data["gift"]["name"] == "Rose"
+    assert f"🎁 {rose.user_nickname} sent Rose x{rose.repeat_count}" in run.output
+    assert_every_event_confirmed(run)
+    # Viewer counts are stored, but no service subscribes to them: nothing is queued.
+    assert "RoomUserSeqEvent" not in subscribed_types()
+    assert not QueueItem.objects.filter(live_event__session_id=run.session_id, event_type="RoomUserSeqEvent").exists()
+
+
+def test_it_stores_and_dispatches_a_whole_flood(vhost, seeded):
+    seconds = 2
+    expected = messages_by_type(simulator_scenarios().flood(seconds))
+    assert expected["like"] >= 1000 * seconds
+    run = run_capture(vhost, "flood", args=["--quiet", f"--simulator-arg=--flood-seconds={seconds}"], timeout=300)
+    assert run.returncode == 0, run.output
+    stored = dict(run.events().values_list("event_type").annotate(n=Count("id")))
+    assert stored == {STORED_AS[kind]: count for kind, count in expected.items()}
+    assert run.summary["queue_items_unconfirmed"] == 0
+    assert_every_event_confirmed(run)
+
+
+def test_it_dispatches_each_streak_once_with_its_final_count(vhost, seeded):
+    # A service that only takes gifts and has no worker: its queue counts every gift published.
+    make_service("giftcounter", table=[("GiftEvent", 10, False)])
+    run = run_capture(vhost, "streaks", args=["--streak-timeout", "1"])
+    assert run.returncode == 0, run.output
+    gifts = {e.user_unique_id: e for e in run.events().filter(event_type="GiftEvent")}
+    assert set(gifts) == {"rosa_fan", "big_spender", "heart_girl", "lost_end"}
+    assert (gifts["rosa_fan"].repeat_count, gifts["rosa_fan"].streak_status) == (5, LiveEvent.Streak.ENDED)
+    assert gifts["rosa_fan"].event_data["diamonds_total"] == 5
+    assert (gifts["heart_girl"].repeat_count, gifts["heart_girl"].streak_status) == (3, LiveEvent.Streak.ENDED)
+    assert (gifts["big_spender"].repeat_count, gifts["big_spender"].streak_status) == (1, LiveEvent.Streak.NONE)
+    # Its end never came: closed by the timeout, with the last count seen.
+    assert (gifts["lost_end"].repeat_count, gifts["lost_end"].streak_status) == (4, LiveEvent.Streak.TIMED_OUT)
+    assert depth(vhost, "svc.giftcounter") == 4
+    assert_every_event_confirmed(run)
+    likes = list(run.events().filter(event_type="LikeEvent").order_by("id"))
+    assert [(e.event_data["user_total"], e.event_data["session_total"]) for e in likes] == [(10, 10), (15, 15)]
+
+
+def test_it_closes_a_streak_left_open_by_a_dropped_connection(vhost, seeded):
+    steps = [
+        gift("tapper", "Rose", repeat=3, lose_end=True),
+        {"type": "drop"},
+        comment("after", "the socket came back"),
+        {"type": "wait", "seconds": 2.0},
+    ]
+    make_service("giftcounter", table=[("GiftEvent", 10, False)])
+    run = run_capture(vhost, steps, args=["--streak-timeout", "1"])
+    assert run.returncode == 0, run.output
+    rose = run.events().get(event_type="GiftEvent")
+    assert (rose.repeat_count, rose.streak_status) == (3, LiveEvent.Streak.TIMED_OUT)
+    assert depth(vhost, "svc.giftcounter") == 1
+    assert run.summary["reconnects"] >= 1
+
+
+def test_it_reconnects_into_the_same_session_without_storing_twice(vhost, seeded):
+    run = run_capture(vhost, "disconnect", args=["--silence-timeout", "3"])
+    assert run.returncode == 0, run.output
+    comments = list(run.events().filter(event_type="CommentEvent").values_list("event_data__comment", flat=True))
+    assert sorted(comments) == sorted(f"message {n}" for n in range(1, 31))
+    assert run.events().filter(event_type="LiveEndEvent").count() == 1
+    # One reconnect after the dropped socket, one after the watchdog found it silent.
+    assert run.summary["reconnects"] >= 2
+    assert "socket silent; reconnecting" in run.output
+    # The simulator replayed recent messages on reconnect: they were recognised, not stored again.
+    assert run.summary["duplicates_skipped"] > 1
+    assert LiveSession.objects.filter(pk__gte=run.session_id).count() == 1
+    assert_every_event_confirmed(run)
+
+
+def test_it_cleans_weird_names_and_keeps_the_raw_ones(vhost, seeded):
+    run = run_capture(vhost, "weird-names")
+    assert run.returncode == 0, run.output
+    names = {e.user_unique_id: e for e in run.events().filter(event_type="CommentEvent")}
+    assert names["fancy_user"].user_nickname == "Fancy User"
+    assert "".join(c for c in names["zalgo"].user_nickname if c.isalpha() or c == " ") == "Zalgo text"
+    assert names["rtl_user"].user_nickname == "evil مرحبا"
+    assert names["control_chars"].user_nickname == "badname[31m red"
+    assert names["zero_width"].user_nickname == "invisible"
+    assert names["emoji_lover"].user_nickname == "🌸 Flor 🌸👩\u200d👩\u200d👧\u200d👦"
+    assert names["fullwidth"].user_nickname == "FULL WIDTH"
+    assert len(names["long_name"].user_nickname) == 64
+    assert names["only_marks"].user_nickname == "only_marks"  # nothing left: the @handle
+    raw = dict(simulator_scenarios().WEIRD_NAMES)
+    for handle, event in names.items():
+        assert event.user_nickname_raw == raw[handle].replace("\x00", "\ufffd")
+    assert names["control_chars"].event_data["comment"] == "hola desde badname[31m red"
+    # Follows arrive as WebcastSocialMessage: stored once each, under the seeds' name.
+    assert run.events().filter(event_type="FollowEvent").count() == len(raw)
+    assert not run.events().filter(event_type="SocialEvent").exists()
+
+
+def test_it_skips_malformed_frames_and_keeps_capturing(vhost, seeded):
+    run = run_capture(vhost, "malformed")
+    assert run.returncode == 0, run.output
+    comments = sorted(run.events().filter(event_type="CommentEvent").values_list("user_unique_id", flat=True))
+    assert comments == ["ok1", "ok2", "ok3", "ok4", "ok5"]
+    assert run.events().filter(event_type="LiveEndEvent").count() == 1
+    assert "Failed to parse WebcastChatMessage payload" in run.output  # the truncated message, logged
+    assert run.summary["unknown_messages"] >= 1
+    assert run.summary["reconnects"] >= 1  # the corrupt gzip frame cost the socket, not the capture
+    assert_every_event_confirmed(run)
+
+
+def test_it_ends_the_session_when_the_live_ends(vhost, seeded):
+    run = run_capture(vhost, "live-end")
+    assert run.returncode == 0, run.output
+    session = LiveSession.objects.get(pk=run.session_id)
+    assert session.status == LiveSession.Status.ENDED
+    assert session.end_reason == "the LIVE ended"
+    assert session.room_id and session.streamer == "simulated_streamer"
+    assert "🔚 The LIVE has ended" in run.output
+
+
+@pytest.mark.parametrize(
+    ("scenario", "message"),
+    [
+        ("offline", "@simulated_streamer is not live right now. Start the LIVE in TikTok"),
+        ("not-found", "TikTok does not know @simulated_streamer, or that account cannot go LIVE"),
+    ],
+)
+def test_it_explains_why_it_cannot_connect(vhost, seeded, scenario, message):
+    run = run_capture(vhost, scenario)
+    assert run.returncode == 1
+    assert message in run.output
+    assert not LiveSession.objects.exists()
+
+
+def test_it_waits_out_a_sign_server_rate_limit(vhost, seeded):
+    run = run_capture(vhost, "rate-limit")
+    assert run.returncode == 0, run.output
+    assert "The sign server is rate-limiting new connections: retrying in 1 s" in run.output
+    assert "SIGN_API_KEY" in run.output
+    assert run.events().filter(event_type="CommentEvent").count() == 1
+
+
+def test_it_stops_on_sigterm_with_everything_written(vhost, seeded, tmp_path):
+    summary = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "capture_tiktok_live", "--simulate", "demo", "--summary-json", str(summary)],
+        cwd=ROOT,
+        env=subprocess_env(vhost),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and LiveEvent.objects.filter(event_type="CommentEvent").count() < 3:
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    session = LiveSession.objects.get()
+    assert session.status == LiveSession.Status.ENDED and session.end_reason == "stopped (SIGTERM)"
+    assert session.events.count() >= 3
+    for event in session.events.exclude(event_type="RoomUserSeqEvent"):
+        assert event.queue_items.count() == 2
+        assert not event.queue_items.filter(dispatched_at__isnull=True).exists()
+
+
+def test_it_keeps_events_whose_dispatch_failed_for_redispatch_pending(vhost, seeded):
+    # RabbitMQ unreachable: the events and their QueueItems are stored, the items stay pending.
+    broken = {"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/nowhere"}
+    run = run_capture(vhost, [comment("maria", "hola"), gift("juan", "Galaxy")], env=broken)
+    assert run.returncode == 0, run.output
+    assert "they stay pending and are published again by: python manage.py redispatch_pending" in run.output
+    items = QueueItem.objects.filter(live_event__session_id=run.session_id)
+    assert items.count() == 4 and not items.filter(dispatched_at__isnull=False).exists()
+    call_command("redispatch_pending", stdout=open(os.devnull, "w"))
+    assert not items.filter(dispatched_at__isnull=True).exists()
+    assert depth(vhost, "svc.dinochrome") >= 1  # the gift, now in its queue
+
+
+def test_it_needs_a_username(monkeypatch):
+    monkeypatch.delenv("TIKTOK_USER", raising=False)
+    with pytest.raises(CommandError, match="No TikTok username: pass --username NAME"):
+        call_command("capture_tiktok_live")

@@ -1,0 +1,205 @@
+"""DinoChrome through the queue system with a real worker, a real browser and the ElevenLabs fake."""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from project.queue_system.dispatcher import EventDispatcher
+from project.queue_system.models import QueueItem, Service
+from tests.broker import amqp_connection
+from tests.browser import DevToolsPage, wait_for
+from tests.queueing import all_settled
+from tests.servers import subprocess_env
+from tests.service_events import gift, live_event, live_session
+from tests.workers import ROOT, running_workers
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.browser]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dinochrome_only(seeded):
+    Service.objects.exclude(slug="dinochrome").update(is_active=False)
+    return Service.objects.get(slug="dinochrome")
+
+
+def worker_env(live_server, port: int, query: str = "") -> dict[str, str]:
+    """The worker's browser: headless, on the test server's game, with DevTools open to the test."""
+    return {
+        "DINO_URL": f"{live_server.url}/dino/{query}",
+        "DINO_HEADLESS": "true",
+        "DINO_KIOSK": "false",
+        "DINO_REMOTE_DEBUGGING_PORT": str(port),
+    }
+
+
+def game_stats(page: DevToolsPage) -> dict | None:
+    try:
+        return page.stats()
+    except (OSError, LookupError, RuntimeError):
+        return None  # the worker's browser is not up yet
+
+
+def test_a_rose_restarts_the_game_in_the_workers_browser_and_says_thanks(
+    vhost, dinochrome_only, live_server, elevenlabs_fake
+):
+    port = free_port()
+    page = DevToolsPage(port)
+    with running_workers(vhost, ["dinochrome"], extra_env=worker_env(live_server, port, "?autoplay=0")) as workers:
+        wait_for(lambda: game_stats(page), timeout=120, what="the worker's browser to show the game")
+        # Without the AI the dino soon hits a cactus: the Rose is what brings the game back.
+        wait_for(lambda: page.stats()["state"] == "crashed", timeout=60, what="the first crash")
+        page.screenshot("dino-before-rose.png")
+        assert page.stats()["runs"] == 1
+
+        event = gift(live_session(), "Rose", nickname="Lucía", count=1)
+        EventDispatcher().dispatch(event)
+        wait_for(lambda: all_settled(dinochrome_only), timeout=120, what="the Rose to be processed")
+        page.screenshot("dino-after-rose.png")
+        stats = page.stats()
+        log = workers.log("dinochrome")
+
+    item = QueueItem.objects.get(live_event=event, service=dinochrome_only)
+    assert item.status == QueueItem.Status.COMPLETED, item.error
+    assert stats["runs"] == 2, f"the game was not restarted: {stats}"
+    assert "game restarted" in log
+    [tts] = elevenlabs_fake.tts_requests()
+    assert tts.json["text"] == "Thank you Lucía for the rose! New game!"
+
+
+class DepthWatcher(threading.Thread):
+    """Samples the exact depth of queues (AMQP passive declare) until stopped."""
+
+    def __init__(self, vhost, queues: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.vhost, self.queues = vhost, queues
+        self.samples: dict[str, list[int]] = {q: [] for q in queues}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with amqp_connection(self.vhost) as conn:
+            channel = conn.channel()
+            while not self.done.is_set():
+                for queue in self.queues:
+                    _, ready, _ = channel.queue_declare(queue, passive=True)
+                    self.samples[queue].append(ready)
+                time.sleep(0.01)
+
+
+@pytest.fixture
+def discard_consumer(vhost):
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "consume_discarded"],
+        cwd=ROOT,
+        env=subprocess_env(vhost),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# The worker takes a message a little before it writes started_at (the task starts, a
+# drain ticket fetches its event, the claim UPDATE runs): an event dispatched inside that
+# window arrived after the choice was made. It counts as waiting once it waited longer.
+CLAIM_GRACE = timedelta(seconds=1)
+
+
+def inversions(items: list[QueueItem], grace: timedelta = CLAIM_GRACE) -> list[tuple[QueueItem, QueueItem]]:
+    """Pairs where a lower priority started while a higher one was already waiting."""
+    ordered = sorted(items, key=lambda i: i.started_at)
+    found = []
+    for n, earlier in enumerate(ordered):
+        for later in ordered[n + 1 :]:
+            if later.priority > earlier.priority and later.dispatched_at + grace <= earlier.started_at:
+                found.append((earlier, later))
+    return found
+
+
+def test_under_a_flood_it_keeps_priority_order_and_bounded_discardable_queues(
+    vhost, dinochrome_only, live_server, elevenlabs_fake, discard_consumer
+):
+    max_size = 20
+    Service.objects.filter(pk=dinochrome_only.pk).update(max_queue_size=max_size)
+    session = live_session()
+    kinds = ["GiftEvent"] * 8 + ["CommentEvent"] * 60 + ["LikeEvent"] * 240
+    random.Random(5).shuffle(kinds)
+    events = []
+    for n, kind in enumerate(kinds):
+        if kind == "GiftEvent":
+            events.append(gift(session, "Galaxy", nickname=f"fan {n}"))
+        else:
+            events.append(live_event(session, kind, f"viewer {n}", event_data={"comment": "hola", "count": 1}))
+    dispatcher = EventDispatcher()
+    port = free_port()
+    watched = [f"svc.dinochrome.discardable.{t}" for t in ("CommentEvent", "LikeEvent")]
+    # Autoplay keeps the game running, so the likes' jumps and comments' ducks all act on a live dino.
+    page = DevToolsPage(port)
+    with running_workers(vhost, ["dinochrome"], extra_env=worker_env(live_server, port)):
+        # Ready means the browser shows the game: a worker consumes (and takes its first
+        # message) while its process still launches Chromium, which would let that first
+        # message start ahead of gifts dispatched meanwhile.
+        wait_for(lambda: game_stats(page), timeout=120, what="the worker's browser to show the game")
+        dispatcher.dispatch_many(events[:1])  # declares the queues before the watcher looks at them
+        watcher = DepthWatcher(vhost, watched)
+        watcher.start()
+        try:
+            for start in range(1, len(events), 20):  # as the capture does: batches while the worker runs
+                assert dispatcher.dispatch_many(events[start : start + 20]).pending == 0
+                time.sleep(0.05)
+            wait_for(lambda: all_settled(dinochrome_only), timeout=300, what="the flood to settle")
+        finally:
+            watcher.done.set()
+            watcher.join(timeout=10)
+
+    items = list(QueueItem.objects.filter(service=dinochrome_only))
+    by_type = {t: {s: 0 for s in QueueItem.Status.values} for t in ("GiftEvent", "CommentEvent", "LikeEvent")}
+    for item in items:
+        by_type[item.event_type][item.status] += 1
+    assert by_type["GiftEvent"]["completed"] == 8, by_type
+    for kind, total in (("CommentEvent", 60), ("LikeEvent", 240)):
+        assert by_type[kind]["completed"] + by_type[kind]["discarded"] == total, by_type
+    assert by_type["LikeEvent"]["discarded"] > 0, "the flood never filled the like queue"
+    for queue in watched:
+        assert max(watcher.samples[queue]) <= max_size, f"{queue} held more than max_queue_size"
+    assert max(watcher.samples["svc.dinochrome.discardable.LikeEvent"]) >= max_size - 5
+    started = [i for i in items if i.started_at is not None]
+    strict = [
+        f"{a.event_type}>{b.event_type} by {(a.started_at - b.dispatched_at).total_seconds() * 1000:.0f} ms"
+        for a, b in inversions(started, timedelta(0))
+    ]
+    print(f"flood: {by_type} max depths { {q: max(v) for q, v in watcher.samples.items()} } strict inversions {strict}")
+    assert not inversions(started), [
+        (
+            a.event_type,
+            a.live_event_id,
+            str(a.dispatched_at.time()),
+            str(a.started_at.time()),
+            b.event_type,
+            b.live_event_id,
+            str(b.dispatched_at.time()),
+            str(b.started_at.time()),
+        )
+        for a, b in inversions(started)[:8]
+    ]
+    assert len(elevenlabs_fake.tts_requests()) == 8

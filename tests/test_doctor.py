@@ -1,0 +1,55 @@
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_doctor(**env):
+    return subprocess.run(
+        [sys.executable, "manage.py", "doctor"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_doctor_passes_when_everything_runs():
+    result = run_doctor()
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("PostgreSQL", "RabbitMQ (AMQP)", "RabbitMQ management API", "Redis", "Chromium", "chromedriver"):
+        assert f"✅ {name}" in result.stdout
+
+
+def test_doctor_says_rabbitmq_is_down_and_how_to_fix_it():
+    # Nothing listens on port 1: what a stopped RabbitMQ looks like to a client.
+    result = run_doctor(
+        CELERY_BROKER_URL="amqp://guest:secretpw@127.0.0.1:1//",
+        RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:2",
+    )
+    assert result.returncode == 1
+    assert "❌ RabbitMQ (AMQP): 127.0.0.1:1" in result.stdout
+    assert "fix: rabbitmq-server -detached" in result.stdout
+    assert "fix: rabbitmq-plugins enable rabbitmq_management" in result.stdout
+    assert "secretpw" not in result.stdout + result.stderr
+
+
+def test_doctor_names_a_missing_database():
+    result = run_doctor(DATABASE_URL="postgres://postgres@127.0.0.1:5432/no_such_db_for_doctor")
+    assert result.returncode == 1
+    assert "❌ PostgreSQL" in result.stdout and "createdb" in result.stdout
+
+
+@pytest.mark.django_db
+def test_doctor_as_a_command_raises_exit_1_on_a_missing_redis(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with pytest.raises(SystemExit) as excinfo:
+        call_command("doctor", stdout=io.StringIO())
+    assert excinfo.value.code == 1

@@ -1,0 +1,192 @@
+"""The overlay push channel on the real Redis: stream, resume, expiry, and the SSE endpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from project.services.overlays.stream import id_millis, publish_card, sse_events, valid_id
+from tests.servers import subprocess_env
+
+
+def card(card_id: str, duration_ms: int = 5000, **extra) -> dict:
+    return {"id": card_id, "type": "gift", "nickname": "Ana", "text": "sent Rose", "duration_ms": duration_ms, **extra}
+
+
+def parse(message: str) -> dict:
+    """One SSE message as {field: value}, data decoded from JSON."""
+    fields: dict = {}
+    for line in message.strip().splitlines():
+        name, _, value = line.partition(": ")
+        fields[name] = value
+    if "data" in fields:
+        fields["data"] = json.loads(fields["data"])
+    return fields
+
+
+@pytest.fixture
+def fast_heartbeat(settings):
+    settings.OVERLAYS_SSE_HEARTBEAT = 1
+
+
+def test_it_replays_a_fresh_card_to_a_page_that_opens_after_it(overlay_stream, fast_heartbeat):
+    entry_id = publish_card(card("c1", 8000))
+    events = sse_events(None)
+    try:
+        hello = parse(next(events))
+        assert hello["event"] == "hello" and hello["data"] == {"heartbeat_ms": 1000}
+        assert hello["retry"] == "1000"
+        got = parse(next(events))
+    finally:
+        events.close()
+    assert got["event"] == "card" and got["id"] == entry_id
+    assert got["data"]["id"] == "c1" and got["data"]["nickname"] == "Ana"
+    assert 0 < got["data"]["remaining_ms"] <= 8000
+
+
+def test_it_resumes_after_the_last_card_the_page_saw(overlay_stream, fast_heartbeat):
+    first = publish_card(card("seen"))
+    second = publish_card(card("missed"))
+    events = sse_events(first)
+    try:
+        next(events)  # hello
+        got = parse(next(events))
+        after = parse(next(events))
+    finally:
+        events.close()
+    assert (got["id"], got["data"]["id"]) == (second, "missed")
+    assert after["event"] == "ping", "nothing else was published"
+
+
+def test_it_does_not_replay_a_card_whose_time_is_over(overlay_stream, fast_heartbeat):
+    publish_card(card("gone", duration_ms=50))
+    time.sleep(0.3)
+    events = sse_events(None)
+    try:
+        next(events)
+        assert parse(next(events))["event"] == "ping"
+    finally:
+        events.close()
+
+
+def test_it_delivers_a_card_published_while_listening(overlay_stream, fast_heartbeat):
+    events = sse_events(None)
+    try:
+        next(events)
+        threading.Timer(0.3, publish_card, args=(card("live"),)).start()
+        messages = [parse(next(events)) for _ in range(3)]
+    finally:
+        events.close()
+    cards = [m for m in messages if m["event"] == "card"]
+    assert [c["data"]["id"] for c in cards] == ["live"]
+
+
+def test_it_ends_the_stream_so_the_browser_reconnects(overlay_stream, fast_heartbeat, settings):
+    settings.OVERLAYS_SSE_MAX_SECONDS = 2
+    started = time.monotonic()
+    messages = list(sse_events(None))
+    assert time.monotonic() - started < 10
+    assert messages[0].startswith("retry: 1000\nevent: hello")
+    assert all(parse(m)["event"] == "ping" for m in messages[1:])
+
+
+def test_it_keeps_the_stream_short(overlay_stream):
+    from project.services.overlays.stream import KEEP_CARDS, publisher
+
+    for i in range(KEEP_CARDS + 300):
+        publish_card(card(f"c{i}"))
+    assert publisher().xlen(overlay_stream) < KEEP_CARDS + 300
+
+
+def test_it_refuses_a_card_without_a_display_time(overlay_stream):
+    with pytest.raises(ValueError, match="needs a positive duration_ms"):
+        publish_card({"id": "x", "type": "gift"})
+
+
+def test_it_accepts_only_stream_ids_as_last_event_id():
+    assert valid_id("1795460707495-0") == "1795460707495-0"
+    for bad in ("", None, "$", "0", "abc-1", "1-0; FLUSHALL", "1-0\nid: 2-0"):
+        assert valid_id(bad) is None
+    assert id_millis("1795460707495-3") == 1795460707495
+
+
+def test_it_serves_the_endpoint_as_server_sent_events(client, db, overlay_stream, fast_heartbeat):
+    entry_id = publish_card(card("via-view"))
+    response = client.get("/overlays/events/", HTTP_LAST_EVENT_ID="not-an-id")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/event-stream")
+    assert response["Cache-Control"] == "no-cache, no-store"
+    stream = iter(response.streaming_content)
+    try:
+        assert b"event: hello" in next(stream)
+        got = parse(next(stream).decode())
+    finally:
+        response.close()
+    # a malformed Last-Event-ID is ignored: the page starts afresh and still gets the fresh card
+    assert got["id"] == entry_id and got["data"]["id"] == "via-view"
+
+
+def test_it_refuses_anything_but_get_on_the_endpoint(client):
+    assert client.post("/overlays/events/").status_code == 405
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_it_streams_to_several_pages_under_gunicorn_threads(overlay_stream, tmp_path):
+    """Two open streams and a normal request at once: gthread serves them side by side."""
+    log = (tmp_path / "gunicorn.log").open("w+")
+    env = subprocess_env(OVERLAYS_STREAM=overlay_stream, OVERLAYS_SSE_HEARTBEAT="1")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--bind", "127.0.0.1:0",
+         "--worker-class", "gthread", "--threads", "4", "--workers", "1", "--no-control-socket"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        port = None
+        while port is None:
+            assert server.poll() is None, f"gunicorn exited: {(tmp_path / 'gunicorn.log').read_text()}"
+            assert time.monotonic() < deadline, "gunicorn did not start in 60 s"
+            match = re.search(r"Listening at: http://127.0.0.1:(\d+)", (tmp_path / "gunicorn.log").read_text())
+            port = int(match.group(1)) if match else None
+            time.sleep(0.2)
+        base = f"http://127.0.0.1:{port}"
+        streams = [requests.get(f"{base}/overlays/events/", stream=True, timeout=30) for _ in range(2)]
+        lines = [s.iter_lines(decode_unicode=True) for s in streams]
+        for it in lines:
+            assert next(it) == "retry: 1000"
+        assert requests.get(f"{base}/healthz", timeout=30).json() == {"ok": True}
+        publish_card(card("to-everyone"))
+        for it in lines:
+            data = None
+            while data is None or data.get("id") != "to-everyone":
+                line = next(it)
+                data = json.loads(line[6:]) if line.startswith('data: {"') else data
+        for s in streams:
+            s.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def test_the_compose_web_server_runs_threaded_workers_for_the_streams():
+    import yaml
+
+    from tests.workers import ROOT
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    command = compose["services"]["web"]["command"]
+    assert command[command.index("--worker-class") + 1] == "gthread"
+    assert int(command[command.index("--threads") + 1]) >= 8
