@@ -93,6 +93,15 @@ def test_it_says_which_binary_is_missing(tmp_path):
     assert service.driver is None
 
 
+def test_it_says_there_is_no_display_for_a_visible_window(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    service = ChromeService("http://127.0.0.1:9/dino/")
+    with pytest.raises(ChromeError, match=r"no display to show the game on .* dino_headless=true"):
+        service.initialize_browser(headless=False)
+    assert service.driver is None
+
+
 @pytest.mark.browser
 def test_it_says_when_the_game_page_does_not_load():
     service = ChromeService("http://127.0.0.1:9/dino/", page_timeout=5)  # port 9: nothing listens

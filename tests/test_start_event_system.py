@@ -7,17 +7,23 @@ import pytest
 
 from project.queue_system.models import QueueItem
 from tests.capture_helpers import run_capture
+from tests.test_dinochrome_through_queue import free_port, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def test_it_runs_the_demo_for_its_duration_and_finishes_every_item(vhost, seeded):
+def test_it_runs_the_demo_for_its_duration_and_finishes_every_item(
+    vhost, seeded, live_server, elevenlabs_fake, overlay_stream
+):
+    # The seeded services as the demo runs them: DinoChrome's browser on the game page
+    # (headless here), its voice on the ElevenLabs fake, Overlays on a Redis stream.
     run = run_capture(
         vhost,
         "demo",
         command="start_event_system",
         args=["--duration", "20", "--stats-interval", "8"],
         timeout=400,
+        env=worker_env(live_server, free_port()),
     )
     assert run.returncode == 0, run.output
     output = run.output
@@ -39,6 +45,9 @@ def test_it_runs_the_demo_for_its_duration_and_finishes_every_item(vhost, seeded
         assert counts["pending"] == counts["processing"] == counts["failed"] == 0
         assert counts["completed"] + counts["discarded"] == items.filter(service__slug=slug).count()
     assert "✅ [DinoChrome] GiftEvent (P:10) completed" in output
+    # The Roses of the demo were thanked out loud by name.
+    spoken = [request.json["text"] for request in elevenlabs_fake.tts_requests()]
+    assert any("for the rose" in text for text in spoken), spoken
 
 
 def test_it_refuses_to_start_without_a_live(vhost, seeded):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -283,6 +284,12 @@ def start_chromium(
     for path, what in ((chrome_binary, "Chromium"), (chromedriver, "chromedriver")):
         if not Path(path).is_file():
             raise ChromeError(f"{what} not found at {path}: install it (apt-get install chromium chromium-driver)")
+    if not headless and not has_display():
+        # Chromium would only say "Chrome instance exited"; say what is actually missing.
+        raise ChromeError(
+            "no display to show the game on (neither DISPLAY nor WAYLAND_DISPLAY is set): run the worker "
+            "in the streaming desktop session, or set Config dino_headless=true (DINO_HEADLESS=true)"
+        )
     sweep_stale_profiles()
     profile_dir = tempfile.mkdtemp(prefix=f"{PROFILE_PREFIX}{os.getpid()}-")
     options = chromium_options(
@@ -302,6 +309,13 @@ def start_chromium(
     driver.set_page_load_timeout(page_timeout)
     driver.set_script_timeout(30)
     return Browser(driver=driver, profile_dir=profile_dir)
+
+
+def has_display() -> bool:
+    """Whether a visible browser window can open here (always on macOS and Windows)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def sweep_stale_profiles(directory: str | None = None) -> int:
