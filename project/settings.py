@@ -92,6 +92,9 @@ if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
     )
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# Two test runs on one server (a developer's and CI's) need test databases of their own.
+if TEST_DATABASE_NAME := env_str("TEST_DATABASE_NAME", ""):
+    DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 RABBITMQ_MANAGEMENT_URL = env_str("RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")

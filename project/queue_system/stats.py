@@ -65,9 +65,10 @@ class ServiceStats:
 def service_stats(
     slugs: list[str] | None = None, *, since: datetime | None = None, broker: bool = True
 ) -> list[ServiceStats]:
-    """Statistics of every service (or ``slugs``); completed/failed/discarded count items since ``since``."""
+    """Statistics of every service (or ``slugs``); completed/failed/discarded count the items
+    that ended since ``since`` (a backlog older than the workers counts once it is done)."""
     services = list(Service.objects.order_by("name").filter(**({"slug__in": slugs} if slugs else {})))
-    recent = Q(created_at__gte=since) if since else Q()
+    recent = Q(finished_at__gte=since) if since else Q()
     counts = {
         row["service_id"]: row
         for row in QueueItem.objects.filter(service__in=services)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from project.queue_system import queues, topology
 from project.queue_system.broker import BrokerError
@@ -36,7 +37,12 @@ class Command(BaseCommand):
             service__slug=slug,
             status=QueueItem.Status.PENDING,
             dispatched_at__isnull=False,
-        ).update(status=QueueItem.Status.DISCARDED, error="its queue was deleted (delete_service_queues)")
+        ).update(
+            status=QueueItem.Status.DISCARDED,
+            error="its queue was deleted (delete_service_queues)",
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
         self.stdout.write(
             self.style.SUCCESS(
                 f"✅ {len(deleted)} queue(s) and the policy {queues.discardable_policy_name(slug)} of {slug} deleted; "

@@ -1,0 +1,171 @@
+"""``manage.py run_queue_workers`` and Flower on the real broker: supervised workers,
+statistics, a restart after a crash, a clean stop, and Flower showing the workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+import requests
+
+from project.queue_system.dispatcher import EventDispatcher
+from tests.queueing import all_settled, make_events, make_service, make_session, statuses, wait_for
+from tests.servers import subprocess_env
+from tests.workers import ROOT, consumers
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+class Output:
+    """A subprocess whose output is collected line by line while it runs."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_text(self, needle: str, timeout: float = 120.0) -> None:
+        wait_for(lambda: needle in self.text or self.proc.poll() is not None, timeout=timeout, message=needle)
+        assert needle in self.text, f"{needle!r} never printed:\n{self.text[-4000:]}"
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self._reader.join(timeout=5)
+
+
+def worker_pids(node_prefix: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "--", f"-n {node_prefix}"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_it_supervises_one_worker_per_service_and_stops_cleanly(vhost):
+    sync = make_service("sup_sync")
+    pool = make_service("sup_pool", mode="ASYNC", concurrency=4)
+    make_service("sup_off", is_active=False)
+    events = make_events(make_session(), ["GiftEvent"] * 5 + ["LikeEvent"] * 5, sleep=0.05)
+    EventDispatcher().dispatch_many(events)
+
+    run = Output(
+        [sys.executable, "manage.py", "run_queue_workers", "--stats-interval", "3"],
+        subprocess_env(vhost, TTE_TEST_RECORD_KEY=f"rec:{vhost.name}"),
+    )
+    try:
+        run.wait_for_text("✅ 2 worker(s) active")
+        assert "📦 Starting worker for: Sup Sync" in run.text and "📦 Starting worker for: Sup Pool" in run.text
+        assert "Sup Off" not in run.text  # inactive: no worker
+        wait_for(lambda: all_settled(sync) and all_settled(pool), timeout=120, message="items not processed")
+        assert statuses(sync)["completed"] == 10 and statuses(pool)["completed"] == 10
+        run.wait_for_text("📊 QUEUE STATISTICS")
+        run.wait_for_text("• Completed: 10 · Failed: 0 · Discarded: 0")
+        assert "Async threads busy: " in run.text and "/4" in run.text
+        assert "✅ [Sup Sync] GiftEvent (P:10) completed" in run.text
+
+        # A worker that dies is started again.
+        victims = worker_pids("sup_sync@")
+        assert victims, "no sup_sync worker process found"
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        run.wait_for_text("exited with code")
+        wait_for(lambda: consumers(vhost, "svc.sup_sync") > 0, timeout=120, message="the worker was not restarted")
+        more = make_events(make_session(), ["GiftEvent"] * 3)
+        EventDispatcher().dispatch_many(more)
+        wait_for(lambda: all_settled(sync), timeout=120, message="the restarted worker did not process")
+        assert statuses(sync)["completed"] == 13
+
+        run.signal(signal.SIGTERM)
+        assert run.proc.wait(timeout=120) == 0, run.text[-4000:]
+    finally:
+        run.close()
+    assert "👋 2 worker(s) stopped" in run.text
+    assert consumers(vhost, "svc.sup_sync") == 0 and consumers(vhost, "svc.sup_pool") == 0
+
+
+def test_it_refuses_an_unknown_service(vhost):
+    make_service("known")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "run_queue_workers", "--service", "nope"],
+        cwd=ROOT,
+        env=subprocess_env(vhost),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "nope" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_flower_shows_each_services_worker_and_its_tasks_behind_basic_auth(vhost):
+    service = make_service("flowered")
+    port = free_port()
+    env = subprocess_env(vhost, FLOWER_BASIC_AUTH="watcher:s3cret-pass")
+    workers = Output([sys.executable, "manage.py", "run_queue_workers", "--service", "flowered"], env)
+    flower = Output([str(ROOT / "scripts" / "flower"), "--port", str(port), "--address", "127.0.0.1"], env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        workers.wait_for_text("✅ 1 worker(s) active")
+
+        def flower_answers() -> bool:
+            try:
+                return requests.get(f"{base}/api/workers", auth=("watcher", "s3cret-pass"), timeout=5).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(flower_answers, timeout=120, interval=1, message=f"Flower did not answer:\n{flower.text[-3000:]}")
+        assert requests.get(f"{base}/api/workers", timeout=5).status_code == 401
+        assert requests.get(f"{base}/api/workers", auth=("watcher", "wrong"), timeout=5).status_code == 401
+
+        EventDispatcher().dispatch_many(make_events(make_session(), ["GiftEvent"] * 2))
+        wait_for(lambda: all_settled(service), timeout=120, message="items not processed")
+
+        def seen() -> bool:
+            known = requests.get(f"{base}/api/workers?refresh=1", auth=("watcher", "s3cret-pass"), timeout=10).json()
+            tasks = requests.get(f"{base}/api/tasks", auth=("watcher", "s3cret-pass"), timeout=10).json()
+            names = {task.get("name") for task in tasks.values()}
+            return any(name.startswith("flowered@") for name in known) and "tasks.process_event" in names
+
+        wait_for(seen, timeout=60, interval=1, message="Flower never showed the worker and its tasks")
+    finally:
+        flower.close()
+        workers.signal(signal.SIGTERM)
+        workers.proc.wait(timeout=120)
+        workers.close()
+    assert "s3cret-pass" not in flower.text  # the password is never printed
+
+
+def test_flower_refuses_to_start_without_credentials(vhost):
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "flower"), "--port", str(free_port())],
+        env=subprocess_env(vhost, FLOWER_BASIC_AUTH=""),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "set FLOWER_BASIC_AUTH=user:password" in result.stderr
