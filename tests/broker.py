@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import amqp
 from kombu import Connection
@@ -58,3 +63,83 @@ def peek(vhost: Vhost, queue: str) -> list[dict]:
             )
         channel.close()  # unacked messages go back to the queue
     return found
+
+
+class DepthSampler(threading.Thread):
+    """Samples the exact ready count of queues (AMQP passive declare) until ``stop()``.
+
+    The management API's counters lag by seconds; a passive declare answers
+    with the queue's state at that instant. A queue not declared yet counts 0.
+    """
+
+    def __init__(self, vhost: Vhost, queues: list[str], interval: float = 0.005) -> None:
+        super().__init__(name="depth-sampler", daemon=True)
+        self.vhost, self.queues, self.interval = vhost, queues, interval
+        self.samples: dict[str, list[int]] = {q: [] for q in queues}
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with amqp_connection(self.vhost) as conn:
+                channel = conn.channel()
+                while not self._done.is_set():
+                    for queue in self.queues:
+                        try:
+                            _, ready, _ = channel.queue_declare(queue, passive=True)
+                        except amqp.exceptions.NotFound:
+                            channel, ready = conn.channel(), 0
+                        self.samples[queue].append(ready)
+                    time.sleep(self.interval)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def stop(self) -> dict[str, list[int]]:
+        self._done.set()
+        self.join(timeout=30)
+        if self.error is not None:
+            raise RuntimeError(f"depth sampling failed: {self.error!r}") from self.error
+        return self.samples
+
+    def max(self, queue: str) -> int:
+        return max(self.samples[queue], default=0)
+
+
+def _rabbitmqctl(*args: str, timeout: float = 120) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=timeout)
+
+
+def wait_for_broker(vhost: Vhost, timeout: float = 180.0) -> None:
+    """Until AMQP on the test's vhost and the management API both answer."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", 5672), timeout=2):
+                pass
+            with amqp_connection(vhost):
+                pass
+            vhost.api("GET", "/api/overview").raise_for_status()
+            vhost.api("GET", f"/api/vhosts/{quote(vhost.name, safe='')}").raise_for_status()
+            return
+        except Exception as exc:  # not up yet
+            last = exc
+            time.sleep(0.5)
+    raise TimeoutError(f"RabbitMQ not back within {timeout:.0f} s: {last!r}")
+
+
+@contextlib.contextmanager
+def broker_stopped(vhost: Vhost) -> Iterator[None]:
+    """``rabbitmqctl stop_app`` for the block, then ``start_app`` and wait until it answers (even on failure).
+
+    The node (and its durable queues, persistent messages and policies) stays;
+    every connection is closed, as in a broker restart. Other users of the local
+    broker lose it for the duration of the block.
+    """
+    try:
+        _rabbitmqctl("stop_app")
+        yield
+    finally:
+        _rabbitmqctl("start_app")
+        _rabbitmqctl("await_startup")
+        wait_for_broker(vhost)

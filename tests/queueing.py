@@ -82,3 +82,17 @@ def all_settled(service: Service) -> bool:
     return not QueueItem.objects.filter(
         service=service, status__in=[QueueItem.Status.PENDING, QueueItem.Status.PROCESSING]
     ).exists()
+
+
+def dispatch_in_batches(events: list[LiveEvent], size: int = 10, pause: float = 0.0) -> None:
+    """Dispatch as the capture does under a flood: small batches, one after the other."""
+    from project.queue_system.dispatcher import EventDispatcher
+
+    dispatcher = EventDispatcher()
+    try:
+        for start in range(0, len(events), size):
+            dispatcher.dispatch_many(events[start : start + size])
+            if pause:
+                time.sleep(pause)
+    finally:
+        dispatcher.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import socket
 import subprocess
 import sys
@@ -12,13 +11,14 @@ from datetime import timedelta
 
 import pytest
 
-from project.queue_system.dispatcher import EventDispatcher
+from project.queue_system import topology
 from project.queue_system.models import QueueItem, Service
 from tests.broker import amqp_connection
 from tests.browser import DevToolsPage, wait_for
+from tests.capture_helpers import gift as sim_gift
+from tests.capture_helpers import run_capture
 from tests.queueing import all_settled
 from tests.servers import subprocess_env
-from tests.service_events import gift, live_event, live_session
 from tests.workers import ROOT, running_workers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.browser]
@@ -65,8 +65,10 @@ def test_a_rose_restarts_the_game_in_the_workers_browser_and_says_thanks(
         page.screenshot("dino-before-rose.png")
         assert page.stats()["runs"] == 1
 
-        event = gift(live_session(), "Rose", nickname="Lucía", count=1)
-        EventDispatcher().dispatch(event)
+        # The Rose comes from the simulated live, through the real TikTokLive client and the capture.
+        run = run_capture(vhost, [sim_gift("lucia_fit", "Rose", nickname="Lucía")])
+        assert run.returncode == 0, run.output
+        event = run.events().get(event_type="GiftEvent")
         wait_for(lambda: all_settled(dinochrome_only), timeout=120, what="the Rose to be processed")
         page.screenshot("dino-after-rose.png")
         stats = page.stats()
@@ -136,21 +138,11 @@ def inversions(items: list[QueueItem], grace: timedelta = CLAIM_GRACE) -> list[t
     return found
 
 
-def test_under_a_flood_it_keeps_priority_order_and_bounded_discardable_queues(
+def test_under_the_simulators_flood_it_keeps_priority_order_and_bounded_discardable_queues(
     vhost, dinochrome_only, live_server, elevenlabs_fake, discard_consumer
 ):
     max_size = 20
     Service.objects.filter(pk=dinochrome_only.pk).update(max_queue_size=max_size)
-    session = live_session()
-    kinds = ["GiftEvent"] * 8 + ["CommentEvent"] * 60 + ["LikeEvent"] * 240
-    random.Random(5).shuffle(kinds)
-    events = []
-    for n, kind in enumerate(kinds):
-        if kind == "GiftEvent":
-            events.append(gift(session, "Galaxy", nickname=f"fan {n}"))
-        else:
-            events.append(live_event(session, kind, f"viewer {n}", event_data={"comment": "hola", "count": 1}))
-    dispatcher = EventDispatcher()
     port = free_port()
     watched = [f"svc.dinochrome.discardable.{t}" for t in ("CommentEvent", "LikeEvent")]
     # Autoplay keeps the game running, so the likes' jumps and comments' ducks all act on a live dino.
@@ -160,25 +152,30 @@ def test_under_a_flood_it_keeps_priority_order_and_bounded_discardable_queues(
         # message) while its process still launches Chromium, which would let that first
         # message start ahead of gifts dispatched meanwhile.
         wait_for(lambda: game_stats(page), timeout=120, what="the worker's browser to show the game")
-        dispatcher.dispatch_many(events[:1])  # declares the queues before the watcher looks at them
+        topology.declare_all(["dinochrome"])  # the queues exist before the watcher looks at them
         watcher = DepthWatcher(vhost, watched)
         watcher.start()
         try:
-            for start in range(1, len(events), 20):  # as the capture does: batches while the worker runs
-                assert dispatcher.dispatch_many(events[start : start + 20]).pending == 0
-                time.sleep(0.05)
+            # The simulator's flood (2,000 likes/s, 150 comments/s, a gift every 0.5 s, a follow
+            # every second) through the real TikTokLive client and the capture.
+            run = run_capture(vhost, "flood", args=["--simulator-arg=--flood-seconds=3", "--quiet"], timeout=300)
+            assert run.returncode == 0, run.output[-3000:]
             wait_for(lambda: all_settled(dinochrome_only), timeout=300, what="the flood to settle")
         finally:
             watcher.done.set()
             watcher.join(timeout=10)
 
     items = list(QueueItem.objects.filter(service=dinochrome_only))
-    by_type = {t: {s: 0 for s in QueueItem.Status.values} for t in ("GiftEvent", "CommentEvent", "LikeEvent")}
+    by_type: dict[str, dict[str, int]] = {}
     for item in items:
-        by_type[item.event_type][item.status] += 1
-    assert by_type["GiftEvent"]["completed"] == 8, by_type
-    for kind, total in (("CommentEvent", 60), ("LikeEvent", 240)):
-        assert by_type[kind]["completed"] + by_type[kind]["discarded"] == total, by_type
+        by_type.setdefault(item.event_type, {s: 0 for s in QueueItem.Status.values})[item.status] += 1
+    captured = run.summary["events_captured"]
+    assert captured["LikeEvent"] >= 5000 and captured["GiftEvent"] >= 6, captured
+    # Never lost: every gift and follow ran; the likes and chat ended completed or discarded.
+    for kind in ("GiftEvent", "FollowEvent"):
+        assert by_type[kind]["completed"] == captured[kind], by_type
+    for kind in ("CommentEvent", "LikeEvent"):
+        assert by_type[kind]["completed"] + by_type[kind]["discarded"] == captured[kind], by_type
     assert by_type["LikeEvent"]["discarded"] > 0, "the flood never filled the like queue"
     for queue in watched:
         assert max(watcher.samples[queue]) <= max_size, f"{queue} held more than max_queue_size"
@@ -202,4 +199,5 @@ def test_under_a_flood_it_keeps_priority_order_and_bounded_discardable_queues(
         )
         for a, b in inversions(started)[:8]
     ]
-    assert len(elevenlabs_fake.tts_requests()) == 8
+    # Each gift and follow was thanked out loud.
+    assert len(elevenlabs_fake.tts_requests()) == captured["GiftEvent"] + captured["FollowEvent"]

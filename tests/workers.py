@@ -11,6 +11,10 @@ them all on exit.
         workers.log("dinochrome")       # everything the worker printed
         workers.kill("dinochrome")      # SIGKILL the whole worker
         workers.start("dinochrome")     # start it again and wait until it consumes
+
+With ``discards=True`` the discard accounting process runs beside them, started
+with the supervisor's own command line (``manage.py consume_discarded``) under
+the name ``DISCARDS``; it is ready once it consumes ``events.discarded``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from pathlib import Path
 
 import amqp
 
+from project.queue_system.queues import DISCARDED_QUEUE
 from tests.servers import Vhost, subprocess_env
+from workers.supervisor import DISCARDS, discards_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 90.0
@@ -43,13 +49,18 @@ class WorkerProcesses:
         self._suffix = uuid.uuid4().hex[:6]
 
     def start(self, slug: str, *, wait: bool = True) -> subprocess.Popen:
+        """Start ``python -m workers <slug>`` (or, for ``DISCARDS``, the discard accounting)."""
         log = self.logdir / f"{slug}.log"
         self._logs[slug] = log
         env = subprocess_env(self.vhost, **self.extra_env)
         env.setdefault("TTE_DRAIN_WATCHDOG_SECONDS", "30")
+        if slug == DISCARDS:
+            argv = discards_argv()
+        else:
+            argv = [os.environ.get("PYTHON", _python()), "-m", "workers", slug, "--node-suffix", self._suffix]
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [os.environ.get("PYTHON", _python()), "-m", "workers", slug, "--node-suffix", self._suffix],
+                argv,
                 cwd=ROOT,
                 env=env,
                 stdout=out,
@@ -68,7 +79,7 @@ class WorkerProcesses:
             proc = self.procs[slug]
             if proc.poll() is not None:
                 raise RuntimeError(f"worker {slug} exited with {proc.returncode}:\n{self.log(slug)[-4000:]}")
-            if consumers(self.vhost, f"svc.{slug}") > 0:
+            if consumers(self.vhost, DISCARDED_QUEUE if slug == DISCARDS else f"svc.{slug}") > 0:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"worker {slug} not consuming after {timeout:.0f} s:\n{self.log(slug)[-4000:]}")
@@ -146,10 +157,12 @@ def _amqp_params(vhost: Vhost) -> dict:
 
 @contextlib.contextmanager
 def running_workers(
-    vhost: Vhost, slugs: list[str], extra_env: dict[str, str] | None = None
+    vhost: Vhost, slugs: list[str], extra_env: dict[str, str] | None = None, *, discards: bool = False
 ) -> Iterator[WorkerProcesses]:
     with tempfile.TemporaryDirectory(prefix="tte-workers-") as logdir:
         workers = WorkerProcesses(vhost, extra_env, Path(logdir))
+        if discards:
+            slugs = [*slugs, DISCARDS]
         try:
             for slug in slugs:
                 workers.start(slug, wait=False)

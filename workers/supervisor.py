@@ -38,6 +38,13 @@ from workers.command import launcher_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 DISCARDS = "discard-accounting"
+
+
+def discards_argv() -> list[str]:
+    """The discard accounting process a supervisor runs beside the workers (``manage.py consume_discarded``)."""
+    return [sys.executable, str(ROOT / "manage.py"), "consume_discarded"]
+
+
 _KV_MSG = re.compile(r'\bmsg=("(?:[^"\\]|\\.)*"|\S+)')
 _KV_LEVEL = re.compile(r"\blevel=(\w+)")
 _KV_LOGGER = re.compile(r"\blogger=(\S+)")
@@ -112,9 +119,7 @@ class WorkerSupervisor:
             self.processes[service.slug] = managed
             self._spawn(managed)
         if self.discards:
-            managed = ManagedProcess(
-                DISCARDS, [sys.executable, str(ROOT / "manage.py"), "consume_discarded"], label="Discard accounting"
-            )
+            managed = ManagedProcess(DISCARDS, discards_argv(), label="Discard accounting")
             self.processes[DISCARDS] = managed
             self._spawn(managed)
         return list(self.processes.values())
