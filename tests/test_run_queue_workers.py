@@ -169,3 +169,16 @@ def test_flower_refuses_to_start_without_credentials(vhost):
     )
     assert result.returncode == 2
     assert "set FLOWER_BASIC_AUTH=user:password" in result.stderr
+
+
+def test_it_shows_what_a_service_prints_and_hides_the_worker_chatter():
+    from workers.supervisor import WorkerSupervisor
+
+    quiet = WorkerSupervisor(verbose=False)
+    printed = 'ts=2026-12-01T08:00:00 level=WARNING logger=celery.redirected msg="🚀 Mi Servicio iniciado"'
+    assert quiet.format_line("mi_servicio", printed) == "[mi_servicio] 🚀 Mi Servicio iniciado"
+    done = 'ts=2026-12-01T08:00:01 level=INFO logger=queue.events msg="✅ [Mi Servicio] GiftEvent (P:10) completed"'
+    assert quiet.format_line("mi_servicio", done) == "✅ [Mi Servicio] GiftEvent (P:10) completed"
+    chatter = "ts=2026-12-01T08:00:02 level=INFO logger=celery.worker.consumer.connection msg=Connected"
+    assert quiet.format_line("mi_servicio", chatter) is None
+    assert WorkerSupervisor(verbose=True).format_line("mi_servicio", chatter) == f"[mi_servicio] {chatter}"

@@ -239,11 +239,13 @@ class WorkerSupervisor:
             return f"[{name}] {line}"
         logger = _KV_LOGGER.search(line)
         level = _KV_LEVEL.search(line)
-        if logger and logger.group(1) == "queue.events":
+        if logger and logger.group(1) in ("queue.events", "celery.redirected"):
             message = _KV_MSG.search(line)
             if message:
                 text = message.group(1)
-                return text[1:-1].replace('\\"', '"') if text.startswith('"') else text
+                text = text[1:-1].replace('\\"', '"') if text.startswith('"') else text
+                # print() in a service (as the seeds' custom services do) is the service talking.
+                return text if logger.group(1) == "queue.events" else f"[{name}] {text}"
         if level and level.group(1) in ("ERROR", "CRITICAL"):
             return f"[{name}] {line}"
         if line.startswith(("error:", "warning:", "Traceback")):
