@@ -29,16 +29,21 @@ def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def parse_bool(name: str, raw: str) -> bool:
+    """true/false (1/0, yes/no, on/off) or EnvError naming the setting; also for Config values."""
     value = raw.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
     raise EnvError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return parse_bool(name, raw)
 
 
 def env_int(name: str, default: int, minimum: int | None = None) -> int:

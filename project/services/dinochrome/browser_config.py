@@ -13,16 +13,13 @@ import re
 from typing import Any
 
 from project.app_config.config import get_config
-from project.env import env_str
+from project.env import EnvError, env_str, parse_bool
 from project.services.dinochrome.chrome import (
     DEFAULT_CHROME_BINARY,
     DEFAULT_CHROMEDRIVER,
     DEFAULT_GAME_URL,
     ChromeService,
 )
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
 
 
 class BrowserConfigError(ValueError):
@@ -36,12 +33,10 @@ def _setting(key: str, options: dict[str, Any], default: str) -> str:
 
 
 def _bool(key: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise BrowserConfigError(f"{key}={value!r} is not a boolean: use true or false")
+    try:
+        return parse_bool(key, value)
+    except EnvError as exc:
+        raise BrowserConfigError(str(exc)) from None
 
 
 def _window_size(value: str) -> tuple[int, int]:
