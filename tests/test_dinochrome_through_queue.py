@@ -170,7 +170,7 @@ def test_under_the_simulators_flood_it_keeps_priority_order_and_bounded_discarda
     for item in items:
         by_type.setdefault(item.event_type, {s: 0 for s in QueueItem.Status.values})[item.status] += 1
     captured = run.summary["events_captured"]
-    assert captured["LikeEvent"] >= 5000 and captured["GiftEvent"] >= 6, captured
+    assert captured.get("LikeEvent", 0) >= 5000 and captured.get("GiftEvent", 0) >= 6, (captured, run.output[-3000:])
     # Never lost: every gift and follow ran; the likes and chat ended completed or discarded.
     for kind in ("GiftEvent", "FollowEvent"):
         assert by_type[kind]["completed"] == captured[kind], by_type
