@@ -57,3 +57,11 @@ task_soft_time_limit = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimum=1)
 task_time_limit = env_int("CELERY_TASK_TIME_LIMIT", 330, minimum=1)
 
 worker_hijack_root_logger = False
+
+# Without this, Celery's Django fixup closes the database connection before and
+# after every task, so each event paid for a new PostgreSQL connection (tens of
+# ms on a busy machine: a no-op SYNC worker did ~60 items/s). The connection is
+# now kept for this many tasks; workers/hooks.py still drops, before each task,
+# one that failed or outlived CONN_MAX_AGE (Django's close_old_connections).
+# (celery/fixups/django.py: DjangoWorkerFixup.close_database)
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)

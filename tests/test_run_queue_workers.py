@@ -48,9 +48,15 @@ class Output:
         os.kill(self.proc.pid, sig)
 
     def close(self) -> None:
+        """Stop it as Ctrl+C would: a supervisor's workers run in process groups of their own,
+        so SIGKILL to it alone would leave them running."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
         self._reader.join(timeout=5)
 
 

@@ -3,7 +3,10 @@
 - on_start of the service object before the first event, in the process that
   runs the tasks (the prefork child of a SYNC worker, the main process of an
   ASYNC thread-pool worker); on_stop on a clean shutdown;
-- the drain-ticket watchdog thread (``workers.watchdog``).
+- the drain-ticket watchdog thread (``workers.watchdog``);
+- before each task, Django's ``close_old_connections`` (the connection is
+  otherwise reused between tasks: ``CELERY_DB_REUSE_MAX`` in celeryconfig);
+- monitoring events (for Flower) published without a publisher confirm each.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import os
 
 from celery import signals
+from celery.events.dispatcher import EventDispatcher
 
-from project.celery import WORKER_SERVICES_ENV
+from project.celery import WORKER_SERVICES_ENV, app
 from workers.command import POOL_ENV
 
 SLUGS = [s for s in os.environ.get(WORKER_SERVICES_ENV, "").split(",") if s]
@@ -21,11 +25,42 @@ PREFORK = os.environ.get(POOL_ENV, "prefork") == "prefork"
 _watchdog = None
 
 
+class UnconfirmedEventDispatcher(EventDispatcher):
+    """Celery's event dispatcher, without a publisher confirm per monitoring event.
+
+    ``confirm_publish`` (celeryconfig) puts every channel of the app in confirm
+    mode, and the worker's event loop flushes task events (received, started,
+    succeeded: three per task) with a blocking broker round trip each — most
+    of the loop's busy time, ahead of handing the next message to the pool.
+    Task messages keep their confirms; these are transient messages for Flower.
+    """
+
+    def enable(self) -> None:
+        super().enable()
+        channel = getattr(self.producer, "channel", None)
+        if channel is not None and hasattr(channel, "_basic_publish"):
+            channel.basic_publish = channel._basic_publish
+
+
+# Before the worker builds its dispatcher (app.events.Dispatcher is created on first use).
+app.events.dispatcher_cls = UnconfirmedEventDispatcher
+
+
 @signals.worker_process_init.connect
 def _start_in_child(**_) -> None:
     from project.queue_system import runtime
 
     runtime.start_services(SLUGS)
+
+
+@signals.task_prerun.connect
+def _usable_database(**_) -> None:
+    # celeryconfig.CELERY_DB_REUSE_MAX keeps the task's connection open between
+    # tasks; one that failed (PostgreSQL restarted) or outlived CONN_MAX_AGE is
+    # dropped here, so the task opens a fresh one.
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @signals.worker_process_shutdown.connect

@@ -1,17 +1,18 @@
 """EventDispatcher: one QueueItem and one broker message per (event, subscribed service).
 
-``dispatch_many(live_events)`` (and ``dispatch(live_event)``) finds the active
-services with an enabled config for each event's type, bulk-creates the
-QueueItems (priority and discardable copied from the config) and publishes:
+``dispatch_many(live_events)`` (and ``dispatch(live_event)``) creates, in one
+statement, a QueueItem per (event, active service with an enabled config for
+its type), priority and discardable copied from the config, and publishes:
 
 - non-discardable → a ``tasks.process_event(item_id)`` task in ``svc.<slug>``
   at the config's priority;
 - discardable → a message in ``svc.<slug>.discardable.<T>``, then the arming
   protocol of ``project.queue_system.drain`` (a ``tasks.drain`` ticket when armed).
 
-Publisher confirms are pipelined: the whole batch is written, then confirmed
-in one wait (three waits when discardable events need arming). An item gets
-``dispatched_at`` only once the broker confirmed it. When RabbitMQ is down the
+Publisher confirms are pipelined: the whole batch is written (in one socket
+write, see publisher.py), then confirmed in one wait (three waits when
+discardable events need arming). An item gets ``dispatched_at`` only once the
+broker confirmed it. When RabbitMQ is down the
 items stay ``pending`` with no ``dispatched_at``; ``redispatch_pending`` (the
 command, run at capture and worker start, and by the dispatcher itself once the
 broker answers again) publishes them — nothing is lost.
@@ -37,8 +38,9 @@ from django.utils import timezone
 from project.queue_system import queues, topology
 from project.queue_system.broker import CONNECTION_ERRORS, BrokerError, close_quietly, open_connection
 from project.queue_system.drain import arm_many
-from project.queue_system.models import QueueItem, ServiceEventConfig
+from project.queue_system.models import QueueItem, Service
 from project.queue_system.publisher import ConfirmingPublisher
+from project.queue_system.sql import ASYNC_COMMIT, array_literal
 from project.queue_system.task_messages import discardable_message, process_event_message
 
 logger = logging.getLogger("queue.dispatcher")
@@ -95,12 +97,14 @@ class EventDispatcher:
         if db_connection.in_atomic_block:
             # The worker must find the rows: publish only once they are committed.
             ids = [item.pk for item in items]
-            transaction.on_commit(lambda: self.publish_items(QueueItem.objects.filter(pk__in=ids)))
+            transaction.on_commit(
+                lambda: self.publish_items(QueueItem.objects.filter(pk__in=ids).select_related("service"))
+            )
             result.pending, result.deferred = len(items), True
             return result
         return result + self.publish_items(items, _counted=True)
 
-    def publish_items(self, items: Iterable[QueueItem], *, _counted: bool = False) -> DispatchResult:
+    def publish_items(self, items: Iterable[QueueItem | NewItem], *, _counted: bool = False) -> DispatchResult:
         """Publish existing QueueItems (with their ``service`` loaded) and mark the confirmed ones dispatched."""
         items = list(items)
         result = DispatchResult()
@@ -124,10 +128,7 @@ class EventDispatcher:
                             extra={"items": len(items), "error": result.error},
                         )
         if confirmed:
-            now = timezone.now()
-            QueueItem.objects.filter(pk__in=confirmed, dispatched_at__isnull=True).update(
-                dispatched_at=now, updated_at=now
-            )
+            _mark_dispatched(confirmed)
         result.confirmed = len(confirmed)
         result.pending = len(items) - len(confirmed)
         if confirmed and self._broker_failed_at is not None and not result.pending:
@@ -142,34 +143,35 @@ class EventDispatcher:
 
     # -- internals --------------------------------------------------------
 
-    def _create_items(self, events: list) -> list[QueueItem]:
-        types = {e.event_type for e in events}
-        routes: dict[str, list[ServiceEventConfig]] = defaultdict(list)
-        configs = ServiceEventConfig.objects.filter(
-            enabled=True, service__is_active=True, event_type__in=types
-        ).select_related("service")
-        for config in configs:
-            routes[config.event_type].append(config)
-        if not routes:
-            return []
-        existing = set(
-            QueueItem.objects.filter(live_event_id__in=[e.pk for e in events]).values_list(
-                "live_event_id", "service_id"
-            )
-        )
-        items = [
-            QueueItem(
-                live_event=event,
-                service=config.service,
-                event_type=event.event_type,
-                priority=config.priority,
-                discardable=config.discardable,
-            )
-            for event in events
-            for config in routes.get(event.event_type, ())
-            if (event.pk, config.service_id) not in existing
-        ]
-        return QueueItem.objects.bulk_create(items)
+    def _create_items(self, events: list) -> list[NewItem]:
+        """Route and insert in one round trip: an item per (event, active service with an enabled config).
+
+        Priority and discardable are copied from the config; a pair that already
+        has an item is skipped (``ON CONFLICT DO NOTHING`` on the unique
+        (event, service) constraint). Returns the new items in event order,
+        then service name, as ``NewItem`` (what publishing needs: no model
+        instance per row, which cost more than the insert under a flood).
+        """
+        by_id = {e.pk: e for e in events}
+        params = {
+            "event_ids": array_literal(by_id),
+            "event_types": array_literal(e.event_type for e in by_id.values()),
+            "types": array_literal({e.event_type for e in by_id.values()}),
+            "now": timezone.now(),
+            "status": QueueItem.Status.PENDING,
+        }
+        with db_connection.cursor() as cursor:
+            cursor.execute(CREATE_ITEMS_SQL, params)
+            services = {row[0]: Service.from_db(db_connection.alias, SERVICE_FIELDS, row) for row in cursor.fetchall()}
+            cursor.nextset()
+            rows = sorted(cursor.fetchall())
+        items = []
+        for pk, event_id, service_id, priority, discardable in rows:
+            service = services.get(service_id)
+            if service is None:  # (de)activated between the two statements
+                service = services[service_id] = Service.objects.get(pk=service_id)
+            items.append(NewItem(pk, event_id, service, by_id[event_id].event_type, priority, discardable))
+        return items
 
     def _reset(self) -> None:
         if self._publisher is not None:
@@ -186,7 +188,7 @@ class EventDispatcher:
             self._publisher = ConfirmingPublisher(self._connection)
         return self._publisher
 
-    def _ensure_topology(self, items: list[QueueItem]) -> None:
+    def _ensure_topology(self, items: list[QueueItem | NewItem]) -> None:
         for item in items:
             service = item.service
             main_key = ("main", service.slug)
@@ -222,11 +224,11 @@ class EventDispatcher:
             # the policy is applied: say so loudly, and try again next batch.
             logger.error("max-length policy not applied", extra={"service": service.slug, "error": str(exc)})
 
-    def _publish_locked(self, items: list[QueueItem]) -> list[int]:
+    def _publish_locked(self, items: list[QueueItem | NewItem]) -> list[int]:
         publisher = self._ensure_connection()
         self._ensure_topology(items)
         # Phase 1: every item, then one wait for all the confirms.
-        arming: dict[tuple[str, str], list[QueueItem]] = defaultdict(list)
+        arming: dict[tuple[str, str], list[QueueItem | NewItem]] = defaultdict(list)
         for item in items:
             slug = item.service.slug
             if item.discardable:
@@ -258,6 +260,65 @@ class EventDispatcher:
                 logger.warning("arming failed after the events were confirmed", extra={"error": str(exc)})
                 self._reset()
         return confirmed
+
+
+@dataclass(slots=True)
+class NewItem:
+    """A QueueItem row ``_create_items`` just inserted, with what publishing it needs."""
+
+    pk: int
+    live_event_id: int
+    service: Service
+    event_type: str
+    priority: int
+    discardable: bool
+
+
+# Routing and insertion in one round trip (see EventDispatcher._create_items): the
+# services the events' types may go to, then the insert of the items.
+CREATE_ITEMS_SQL = """
+SELECT id, name, slug, service_class, mode, concurrency, max_queue_size, is_active FROM queue_system_service
+WHERE id IN (
+    SELECT service_id FROM queue_system_serviceeventconfig WHERE enabled AND event_type = ANY(%(types)s::text[])
+);
+WITH incoming AS (
+    SELECT e.event_id, e.event_type, e.ord
+    FROM unnest(%(event_ids)s::bigint[], %(event_types)s::text[]) WITH ORDINALITY AS e(event_id, event_type, ord)
+)
+INSERT INTO queue_system_queueitem
+    (created_at, updated_at, live_event_id, service_id, event_type, priority, discardable, status, attempts, error)
+SELECT %(now)s, %(now)s, i.event_id, s.id, i.event_type, c.priority, c.discardable, %(status)s, 0, ''
+FROM incoming i
+JOIN queue_system_serviceeventconfig c ON c.event_type = i.event_type AND c.enabled
+JOIN queue_system_service s ON s.id = c.service_id AND s.is_active
+ORDER BY i.ord, s.name, s.id
+ON CONFLICT (live_event_id, service_id) DO NOTHING
+RETURNING id, live_event_id, service_id, priority, discardable
+"""
+SERVICE_FIELDS = ["id", "name", "slug", "service_class", "mode", "concurrency", "max_queue_size", "is_active"]
+
+
+# The commit of this one does not wait for the WAL flush (see _mark_dispatched).
+MARK_DISPATCHED_SQL = """
+UPDATE queue_system_queueitem SET dispatched_at = %(now)s, updated_at = %(now)s
+WHERE id = ANY(%(ids)s::bigint[]) AND dispatched_at IS NULL
+"""
+
+
+def _mark_dispatched(ids: list[int]) -> None:
+    """Set ``dispatched_at`` on confirmed items (never before the confirm; never twice).
+
+    Outside a transaction the commit does not wait for the WAL flush
+    (``synchronous_commit`` off for this one statement): a dispatched_at lost
+    in a database crash only makes ``redispatch_pending`` publish the item once
+    more, which is harmless (a finished item is never run twice), whereas
+    waiting for the disk costs a flush per batch. Inside a caller's
+    transaction it is a plain UPDATE (the setting would apply to their commit).
+    """
+    sql = MARK_DISPATCHED_SQL if db_connection.in_atomic_block else ASYNC_COMMIT + MARK_DISPATCHED_SQL
+    now = timezone.now()
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, {"now": now, "ids": array_literal(ids)})
 
 
 def redispatch_pending(

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.db.models import F, Q
+from django.db import connection
 from django.utils import timezone
 
 from project.queue_system import runtime
 from project.queue_system.base_service import TransientError
-from project.queue_system.models import QueueItem
+from project.queue_system.models import QueueItem, Service
+from project.queue_system.sql import ASYNC_COMMIT, array_literal
+from project.tiktok_events.models import LiveEvent
 
 logger = logging.getLogger("queue.events")
 
@@ -36,6 +38,53 @@ class Outcome:
     detail: str = ""
 
 
+# The claim's commit does not wait for the WAL flush: losing it in a database
+# crash only puts the item back to its previous state while its message is
+# still unacked (acks_late), so the redelivery claims it again; the outcome
+# (_finish) is a normal, durable commit, which also flushes the claim before it.
+# One round trip: the SET LOCAL and the claim run as one implicit transaction,
+# and the claim returns the item with its event and service (what a
+# select_related get would fetch in a second round trip).
+CLAIMED_MODELS = (("c", QueueItem), ("e", LiveEvent), ("s", Service))
+_claim: dict[str, object] = {}
+
+
+def _claim_sql() -> str:
+    sql = _claim.get("sql")
+    if sql is None:
+        qn = connection.ops.quote_name
+        columns = ", ".join(
+            f"{alias}.{qn(f.column)}" for alias, model in CLAIMED_MODELS for f in model._meta.concrete_fields
+        )
+        # Identifiers from the models' metadata, quoted; every value is a parameter.
+        sql = _claim["sql"] = (
+            "WITH c AS (UPDATE queue_system_queueitem SET status = %(processing)s, started_at = %(now)s, "  # noqa: S608
+            "finished_at = NULL, attempts = attempts + 1, updated_at = %(now)s "
+            "WHERE id = %(id)s AND status = ANY(%(allowed)s::text[]) RETURNING *) "
+            f"SELECT {columns} FROM c JOIN {qn(LiveEvent._meta.db_table)} e ON e.id = c.live_event_id "
+            f"JOIN {qn(Service._meta.db_table)} s ON s.id = c.service_id"
+        )
+    return sql
+
+
+def _claimed_instances(row: tuple) -> QueueItem:
+    """The QueueItem (with live_event and service) of one claim row, converted as the ORM would."""
+    instances = {}
+    offset = 0
+    for alias, model in CLAIMED_MODELS:
+        fields = model._meta.concrete_fields
+        values = list(row[offset : offset + len(fields)])
+        offset += len(fields)
+        for n, field in enumerate(fields):
+            for converter in field.get_db_converters(connection):
+                values[n] = converter(values[n], None, connection)
+        instances[alias] = model.from_db(connection.alias, [f.attname for f in fields], values)
+    item = instances["c"]
+    item.live_event = instances["e"]
+    item.service = instances["s"]
+    return item
+
+
 def claim(queue_item_id: int, *, redelivered: bool) -> QueueItem | None:
     """Mark the item processing and return it, or None when it must not run.
 
@@ -44,14 +93,16 @@ def claim(queue_item_id: int, *, redelivered: bool) -> QueueItem | None:
     it died, whereas a fresh duplicate (a re-dispatch whose first confirm was
     lost) must not run it a second time beside the first.
     """
-    allowed = Q(status=Status.PENDING) | Q(status=Status.PROCESSING) if redelivered else Q(status=Status.PENDING)
-    now = timezone.now()
-    claimed = QueueItem.objects.filter(allowed, pk=queue_item_id).update(
-        status=Status.PROCESSING, started_at=now, finished_at=None, attempts=F("attempts") + 1, updated_at=now
-    )
-    if not claimed:
-        return None
-    return QueueItem.objects.select_related("live_event", "service").get(pk=queue_item_id)
+    allowed = array_literal([Status.PENDING, Status.PROCESSING] if redelivered else [Status.PENDING])
+    params = {"processing": Status.PROCESSING, "now": timezone.now(), "id": queue_item_id, "allowed": allowed}
+    with connection.cursor() as cursor:
+        if connection.in_atomic_block:  # a caller's transaction: its commit is not ours to relax
+            cursor.execute(_claim_sql(), params)
+        else:
+            cursor.execute(ASYNC_COMMIT + _claim_sql(), params)
+            cursor.nextset()
+        row = cursor.fetchone()
+    return None if row is None else _claimed_instances(row)
 
 
 def run_item(queue_item_id: int, *, redelivered: bool = False, queue: str = "") -> Outcome:

@@ -34,27 +34,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def _load_dotenv(path: Path) -> None:
-    # The settings module reads DATABASE_URL when imported: the bench's own database
-    # must be in the environment before that, so .env is read here first.
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                os.environ.setdefault(key.strip(), value.strip().strip("'\""))
-
-
-def bench_database_url(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "_bench"))
+from bench_setup import log, use_bench_database  # noqa: E402 - after the path set-up
 
 
 def main() -> int:
@@ -64,15 +47,7 @@ def main() -> int:
     parser.add_argument("--comments", type=int, default=150, help="comments per second")
     args = parser.parse_args()
 
-    _load_dotenv(ROOT / ".env")
-    os.environ["DATABASE_URL"] = bench_database_url(
-        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1/tiktok_events")
-    )
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "ensure_database.py")], check=True, env=os.environ)
-
-    import django
-
-    django.setup()
+    use_bench_database("bench")
     import requests
     from django.conf import settings
     from django.core.management import call_command

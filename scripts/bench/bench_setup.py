@@ -1,0 +1,40 @@
+"""What every benchmark does before Django starts: its own database, so a run never touches
+the streamer's rows, and log lines on stderr (stdout ends with the one JSON line)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1/tiktok_events"
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def load_dotenv(path: Path) -> None:
+    # The settings module reads DATABASE_URL when imported: the bench's own database
+    # must be in the environment before that, so .env is read here first.
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+
+
+def use_bench_database(suffix: str) -> None:
+    """Point DATABASE_URL at ``<database>_<suffix>``, create it if missing, then set Django up."""
+    load_dotenv(ROOT / ".env")
+    parts = urlsplit(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=parts.path.rstrip("/") + f"_{suffix}"))
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "ensure_database.py")], check=True, env=os.environ)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    import django
+
+    django.setup()
