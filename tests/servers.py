@@ -5,6 +5,7 @@ needs to talk to the same test database, broker and Redis as the test."""
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -71,3 +72,10 @@ def subprocess_env(vhost: Vhost | None = None, **extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a server or DevTools a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

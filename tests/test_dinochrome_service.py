@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 import pytest
 
@@ -11,13 +10,8 @@ from project.app_config.config import set_config
 from project.queue_system.base_service import TransientError
 from project.services.dinochrome.services import DinoChromeService
 from tests.browser import DevToolsPage, wait_for
+from tests.servers import free_port
 from tests.service_events import live_event, live_session
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import threading
-import time
 from datetime import timedelta
 
 import pytest
 
 from project.queue_system import topology
 from project.queue_system.models import QueueItem, Service
-from tests.broker import amqp_connection
+from tests.broker import DepthSampler
 from tests.browser import DevToolsPage, wait_for
 from tests.capture_helpers import gift as sim_gift
 from tests.capture_helpers import run_capture
 from tests.queueing import all_settled
-from tests.servers import subprocess_env
-from tests.workers import ROOT, running_workers
+from tests.servers import free_port
+from tests.workers import running_workers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.browser]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -82,45 +71,6 @@ def test_a_rose_restarts_the_game_in_the_workers_browser_and_says_thanks(
     assert tts.json["text"] == "Thank you Lucía for the rose! New game!"
 
 
-class DepthWatcher(threading.Thread):
-    """Samples the exact depth of queues (AMQP passive declare) until stopped."""
-
-    def __init__(self, vhost, queues: list[str]) -> None:
-        super().__init__(daemon=True)
-        self.vhost, self.queues = vhost, queues
-        self.samples: dict[str, list[int]] = {q: [] for q in queues}
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        with amqp_connection(self.vhost) as conn:
-            channel = conn.channel()
-            while not self.done.is_set():
-                for queue in self.queues:
-                    _, ready, _ = channel.queue_declare(queue, passive=True)
-                    self.samples[queue].append(ready)
-                time.sleep(0.01)
-
-
-@pytest.fixture
-def discard_consumer(vhost):
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "consume_discarded"],
-        cwd=ROOT,
-        env=subprocess_env(vhost),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 # The worker takes a message a little before it writes started_at (the task starts, a
 # drain ticket fetches its event, the claim UPDATE runs): an event dispatched inside that
 # window arrived after the choice was made. It counts as waiting once it waited longer.
@@ -139,7 +89,7 @@ def inversions(items: list[QueueItem], grace: timedelta = CLAIM_GRACE) -> list[t
 
 
 def test_under_the_simulators_flood_it_keeps_priority_order_and_bounded_discardable_queues(
-    vhost, dinochrome_only, live_server, elevenlabs_fake, discard_consumer
+    vhost, dinochrome_only, live_server, elevenlabs_fake
 ):
     max_size = 20
     Service.objects.filter(pk=dinochrome_only.pk).update(max_queue_size=max_size)
@@ -147,13 +97,13 @@ def test_under_the_simulators_flood_it_keeps_priority_order_and_bounded_discarda
     watched = [f"svc.dinochrome.discardable.{t}" for t in ("CommentEvent", "LikeEvent")]
     # Autoplay keeps the game running, so the likes' jumps and comments' ducks all act on a live dino.
     page = DevToolsPage(port)
-    with running_workers(vhost, ["dinochrome"], extra_env=worker_env(live_server, port)):
+    with running_workers(vhost, ["dinochrome"], extra_env=worker_env(live_server, port), discards=True):
         # Ready means the browser shows the game: a worker consumes (and takes its first
         # message) while its process still launches Chromium, which would let that first
         # message start ahead of gifts dispatched meanwhile.
         wait_for(lambda: game_stats(page), timeout=120, what="the worker's browser to show the game")
         topology.declare_all(["dinochrome"])  # the queues exist before the watcher looks at them
-        watcher = DepthWatcher(vhost, watched)
+        watcher = DepthSampler(vhost, watched, interval=0.01)
         watcher.start()
         try:
             # The simulator's flood (2,000 likes/s, 150 comments/s, a gift every 0.5 s, a follow
@@ -162,8 +112,7 @@ def test_under_the_simulators_flood_it_keeps_priority_order_and_bounded_discarda
             assert run.returncode == 0, run.output[-3000:]
             wait_for(lambda: all_settled(dinochrome_only), timeout=300, what="the flood to settle")
         finally:
-            watcher.done.set()
-            watcher.join(timeout=10)
+            watcher.stop()
 
     items = list(QueueItem.objects.filter(service=dinochrome_only))
     by_type: dict[str, dict[str, int]] = {}

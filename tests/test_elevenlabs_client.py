@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import wave
 
 import pytest
@@ -23,6 +22,7 @@ from project.integrations.elevenlabs.errors import (
 from project.integrations.elevenlabs.models import TTSUsage
 from project.queue_system.base_service import TransientError
 from tests.fakes.fixtures import ELEVENLABS_TEST_KEY
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -32,12 +32,6 @@ KEY_ENV = ("ELEVENLABS_API", "ELEVENLABS_API_KEY", "ELEVEN_API_KEY")
 def wav_seconds(path) -> tuple[int, float]:
     with wave.open(str(path), "rb") as audio:
         return audio.getframerate(), audio.getnframes() / audio.getframerate()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_it_saves_real_speech_under_media_elevenlabs(elevenlabs_fake, media_root):

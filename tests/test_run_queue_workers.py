@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import requests
 
 from project.queue_system.dispatcher import EventDispatcher
 from tests.queueing import all_settled, make_events, make_service, make_session, statuses, wait_for
-from tests.servers import subprocess_env
+from tests.servers import free_port, subprocess_env
 from tests.workers import ROOT, consumers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -119,12 +118,6 @@ def test_it_refuses_an_unknown_service(vhost):
     )
     assert result.returncode != 0
     assert "nope" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_flower_shows_each_services_worker_and_its_tasks_behind_basic_auth(vhost):

@@ -7,7 +7,8 @@ import pytest
 
 from project.queue_system.models import QueueItem
 from tests.capture_helpers import run_capture
-from tests.test_dinochrome_through_queue import free_port, worker_env
+from tests.servers import free_port
+from tests.test_dinochrome_through_queue import worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
