@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
+from project.queue_system import queues
+from project.queue_system.broker import Management
 from project.queue_system.dispatcher import EventDispatcher, redispatch_pending
 from project.queue_system.models import QueueItem
 from tests.broker import depth, peek
@@ -129,3 +131,27 @@ def test_dispatching_the_same_event_twice_creates_no_second_item(vhost, dino):
     dispatcher.dispatch(event)
     assert dispatcher.dispatch(event).created == 0
     assert QueueItem.objects.count() == 1
+
+
+def test_warm_up_declares_the_queues_and_policies_of_active_services_before_any_event(vhost, dino):
+    make_service("asleep", is_active=False)
+    dispatcher = EventDispatcher()
+    assert dispatcher.warm_up() is True
+
+    assert depth(vhost, "svc.dino") == 0
+    assert depth(vhost, "svc.dino.discardable.LikeEvent") == 0
+    assert depth(vhost, "svc.asleep") is None  # inactive: declared when it starts, not by the capture
+    assert Management().get_policy(queues.discardable_policy_name("dino"))["definition"]["max-length"] == 50
+    # The first batch then publishes without declaring anything.
+    like = make_events(make_session(), ["LikeEvent"])
+    assert dispatcher.dispatch_many(like).confirmed == 1
+    assert depth(vhost, "svc.dino.discardable.LikeEvent") == 1
+
+
+def test_warm_up_with_the_broker_down_says_so_and_dispatching_still_works_later(vhost, dino, settings):
+    good_url = settings.CELERY_BROKER_URL
+    settings.CELERY_BROKER_URL = good_url.replace(":5672/", ":1/")
+    dispatcher = EventDispatcher()
+    assert dispatcher.warm_up() is False
+    settings.CELERY_BROKER_URL = good_url
+    assert dispatcher.dispatch_many(make_events(make_session(), ["GiftEvent"])).confirmed == 1

@@ -10,8 +10,9 @@ its type), priority and discardable copied from the config, and publishes:
   protocol of ``project.queue_system.drain`` (a ``tasks.drain`` ticket when armed).
 
 Publisher confirms are pipelined: the whole batch is written (in one socket
-write, see publisher.py), then confirmed in one wait (three waits when
-discardable events need arming). An item gets ``dispatched_at`` only once the
+write, see publisher.py), then confirmed in one wait (two more when
+discardable events need arming: the tokens, transient so the broker confirms
+them without a disk write, then the tickets). An item gets ``dispatched_at`` only once the
 broker confirmed it. When RabbitMQ is down the
 items stay ``pending`` with no ``dispatched_at``; ``redispatch_pending`` (the
 command, run at capture and worker start, and by the dispatcher itself once the
@@ -137,6 +138,30 @@ class EventDispatcher:
             redispatch_pending(older_than=0, dispatcher=self)
         return result
 
+    def warm_up(self) -> bool:
+        """Connect and declare every active service's queues and policies now, not in the first batch.
+
+        Best effort (False when the broker or its management API did not
+        answer; the first publish tries again): the capture calls it before it
+        connects to TikTok, so its first events do not wait for declarations
+        and policy HTTP calls while the live's frames pile up behind them.
+        """
+        with self._lock:
+            try:
+                self._ensure_connection()
+                for service_topology in topology.all_topologies(active_only=True):
+                    topology.declare_service(self._connection, service_topology)
+                    self._declared.add(("main", service_topology.slug))
+                    for event_type in service_topology.discardable_types:
+                        self._declared.add(("discardable", service_topology.slug, event_type, service_topology.tickets))
+                    topology.apply_policies(service_topology)
+                    self._policies.add((service_topology.slug, service_topology.max_queue_size))
+                return True
+            except (BrokerError, topology.TopologyError, *CONNECTION_ERRORS) as exc:
+                logger.warning("could not prepare the broker before dispatching", extra={"error": str(exc)})
+                self._reset()
+                return False
+
     def close(self) -> None:
         with self._lock:
             self._reset()
@@ -239,7 +264,7 @@ class EventDispatcher:
                 message = process_event_message(item.pk, item.priority)
             publisher.publish(message, queues.EXCHANGE, name, key=item.pk)
         delivered = publisher.wait()
-        confirmed = [item_id for item_id, ok in delivered.items() if ok]
+        confirmed = [item.pk for item in items if delivered.get(item.pk)]
         for item in items:
             if item.discardable and delivered.get(item.pk):
                 arming[(item.service.slug, item.event_type)].append(item)

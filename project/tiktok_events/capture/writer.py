@@ -45,7 +45,7 @@ def _warm_up() -> None:
     from project.tiktok_events.capture import dispatch
 
     connection.ensure_connection()
-    dispatch._dispatcher()
+    dispatch._dispatcher().warm_up()
 
 
 def _close_worker() -> None:
