@@ -29,7 +29,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connection as db_connection
@@ -59,6 +59,7 @@ class DispatchResult:
     pending: int = 0
     deferred: bool = False  # called inside a transaction: published when it commits
     error: str = ""
+    confirmed_ids: list[int] = field(default_factory=list)
 
     def __add__(self, other: DispatchResult) -> DispatchResult:
         return DispatchResult(
@@ -68,6 +69,7 @@ class DispatchResult:
             self.pending + other.pending,
             self.deferred or other.deferred,
             self.error or other.error,
+            self.confirmed_ids + other.confirmed_ids,
         )
 
 
@@ -105,8 +107,14 @@ class EventDispatcher:
             return result
         return result + self.publish_items(items, _counted=True)
 
-    def publish_items(self, items: Iterable[QueueItem | NewItem], *, _counted: bool = False) -> DispatchResult:
-        """Publish existing QueueItems (with their ``service`` loaded) and mark the confirmed ones dispatched."""
+    def publish_items(
+        self, items: Iterable[QueueItem | NewItem], *, _counted: bool = False, mark: bool = True
+    ) -> DispatchResult:
+        """Publish existing QueueItems (with their ``service`` loaded) and mark the confirmed ones dispatched.
+
+        ``mark=False`` leaves the marking to the caller (``mark_dispatched`` with
+        ``result.confirmed_ids``), e.g. on another thread while this one publishes on.
+        """
         items = list(items)
         result = DispatchResult()
         if not items:
@@ -128,9 +136,10 @@ class EventDispatcher:
                             "broker unavailable; items stay pending for redispatch_pending",
                             extra={"items": len(items), "error": result.error},
                         )
-        if confirmed:
-            _mark_dispatched(confirmed)
+        if confirmed and mark:
+            mark_dispatched(confirmed)
         result.confirmed = len(confirmed)
+        result.confirmed_ids = confirmed
         result.pending = len(items) - len(confirmed)
         if confirmed and self._broker_failed_at is not None and not result.pending:
             # The broker is back: publish what was left pending while it was away.
@@ -323,14 +332,14 @@ RETURNING id, live_event_id, service_id, priority, discardable
 SERVICE_FIELDS = ["id", "name", "slug", "service_class", "mode", "concurrency", "max_queue_size", "is_active"]
 
 
-# The commit of this one does not wait for the WAL flush (see _mark_dispatched).
+# The commit of this one does not wait for the WAL flush (see mark_dispatched).
 MARK_DISPATCHED_SQL = """
 UPDATE queue_system_queueitem SET dispatched_at = %(now)s, updated_at = %(now)s
 WHERE id = ANY(%(ids)s::bigint[]) AND dispatched_at IS NULL
 """
 
 
-def _mark_dispatched(ids: list[int]) -> None:
+def mark_dispatched(ids: list[int]) -> None:
     """Set ``dispatched_at`` on confirmed items (never before the confirm; never twice).
 
     Outside a transaction the commit does not wait for the WAL flush

@@ -31,6 +31,8 @@ The last line printed is one JSON object:
   dispatched_per_s       flood events per second through dispatch_many, every item
                          created in PostgreSQL and publisher-confirmed (wall time of
                          the dispatch loop)
+  dispatched_items_per_s the same in QueueItems (one broker message each, as one
+                         celery_confirm_per_s task): two per event here, one per service
   keep_p50_ms/p99_ms     dispatch call → handler start of a non-discardable item
                          (a gift) on an idle SYNC worker
   worker_items_per_s     items per second the SYNC worker completes from a backlog,
@@ -544,9 +546,11 @@ def flood(args, dispatcher, session, services, mix) -> dict:
     )
     log(f"flood settled {settled:.1f} s after the first dispatch; {sampler.samples} depth samples")
     log(f"  max depths: {sampler.maxima}")
+    confirmed_items = QueueItem.objects.filter(service__in=services, pk__gt=mark, dispatched_at__isnull=False).count()
     return {
         "elapsed": elapsed,
         "dispatched_events": len(events) - unconfirmed_events,
+        "dispatched_items": confirmed_items,
         "max_depth": max(sampler.maxima.values(), default=0),
         "maxima": sampler.maxima,
         "mark": mark,
@@ -565,7 +569,7 @@ class PhaseTimes:
         self._undo = []
         for owner, name, label in (
             (dispatcher, "_create_items", "insert"),
-            (module, "_mark_dispatched", "mark dispatched_at"),
+            (module, "mark_dispatched", "mark dispatched_at"),
             (module, "arm_many", "arm (tokens + tickets)"),
             (publisher.ConfirmingPublisher, "wait", "confirm waits (all)"),
             (publisher.ConfirmingPublisher, "publish", "encode + buffer"),
@@ -785,6 +789,7 @@ def main() -> int:
         log(f"SYNC inversions: {inversions} (strict, started_at as the decision point: {strict}) of {len(rows)}")
         result = {
             "dispatched_per_s": round(flooded["dispatched_events"] / flooded["elapsed"], 1),
+            "dispatched_items_per_s": round(flooded["dispatched_items"] / flooded["elapsed"], 1),
             "keep_p50_ms": round(percentile(keep, 0.5), 2),
             "keep_p99_ms": round(percentile(keep, 0.99), 2),
             "worker_items_per_s": round(items_per_s, 1),

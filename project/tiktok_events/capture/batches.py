@@ -11,6 +11,7 @@ class WriteBatch:
     """Rows to insert, rows to update by primary key, and which of them to dispatch once written."""
 
     session_id: int
+    number: int = 0  # the pipeline's batch counter: names the batch in ``Settled``
     inserts: list[dict[str, Any]] = field(default_factory=list)
     updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (pk, values)
     dispatch_inserts: list[int] = field(default_factory=list)  # indexes into inserts
@@ -21,10 +22,21 @@ class WriteBatch:
 
 
 @dataclass
+class Settled:
+    """A batch whose publishing is over: every item confirmed, or the rest left pending."""
+
+    number: int
+    items_unconfirmed: int = 0
+    error: str = ""
+    confirmed_at: float = 0.0  # time.time() once the broker's confirms were read
+
+
+@dataclass
 class WriteResult:
+    """A batch stored with its QueueItems (committed); its items are published but may not be
+    confirmed yet: ``settled`` lists the batches (this one or earlier ones) settled by the call."""
+
     ids: list[int | None]  # primary keys of the batch's inserts (None: duplicate, skipped)
     dispatched_events: int = 0
     items_created: int = 0
-    items_unconfirmed: int = 0
-    error: str = ""
-    confirmed_at: float = 0.0  # time.time() when the broker had confirmed the batch
+    settled: list[Settled] = field(default_factory=list)

@@ -5,7 +5,10 @@ messages back to back. The handlers here only normalise and queue rows; a
 single flusher task cuts everything queued into one batch and hands it to the
 writer (one transaction: rows and QueueItems; then the items are published).
 While a batch is being written the next one builds up, so batches grow with
-the load and a flood costs one round trip per batch, not per event.
+the load and a flood costs one round trip per batch, not per event; and the
+broker confirms one batch while the writer stores the next (see
+``dispatch.write_and_dispatch``): a batch's confirmation comes back with the
+next write, or from ``finish`` when no batch follows.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import asyncio
 import collections
 import logging
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from project.tiktok_events.capture.batches import WriteBatch, WriteResult
+from project.tiktok_events.capture.batches import Settled, WriteBatch, WriteResult
 from project.tiktok_events.capture.normalize import TRANSPORT_EVENTS, CapturedEvent, normalize
 from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.capture.rows import EventRow
@@ -120,6 +124,9 @@ class CapturePipeline:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._tick = min(1.0, max(0.1, streak_timeout / 4))
+        self._batch_number = 0
+        # Batches stored whose confirms are still awaited: number → (dispatched rows, items).
+        self._awaiting: dict[int, tuple[list[EventRow], int]] = {}
 
     def set_session(self, session_id: int) -> None:
         """Events received before the session row existed are written from now on."""
@@ -205,6 +212,10 @@ class CapturePipeline:
             for row in self.streaks.expire(time.monotonic()):
                 self._queue(row, new=False, dispatch=True)
             if self.session_id is None or not self.pending:
+                if self._awaiting:
+                    # Idle: collect the confirmations of what is in flight (their
+                    # times were taken when they arrived; only the counting waits).
+                    await self._finish_in_flight()
                 if self._closing and (self.session_id is None or not self.pending):
                     return
                 continue
@@ -220,7 +231,8 @@ class CapturePipeline:
     def _cut(self) -> tuple[WriteBatch, list[EventRow], list[EventRow]]:
         """The batch to write, the rows of its inserts (in order) and the rows it dispatches."""
         assert self.session_id is not None
-        batch = WriteBatch(self.session_id)
+        self._batch_number += 1
+        batch = WriteBatch(self.session_id, self._batch_number)
         inserted: list[EventRow] = []
         position: dict[int, int] = {}
         for row in self._new:
@@ -257,6 +269,8 @@ class CapturePipeline:
                 result = await self.writer.write(batch)
                 break
             except Exception as exc:
+                if isinstance(exc, BrokenProcessPool):
+                    self._lose_in_flight()
                 # PostgreSQL unreachable, the writer process died...: keep the batch and
                 # try again (nothing is dropped).
                 delay = WRITE_RETRY_SECONDS[min(attempt, len(WRITE_RETRY_SECONDS) - 1)]
@@ -268,14 +282,32 @@ class CapturePipeline:
                 await asyncio.sleep(delay)
         for row, pk in zip(inserted, result.ids, strict=True):
             row.pk = pk
-        self._after_write(inserted, dispatched, result)
+        self._after_write(batch.number, inserted, dispatched, result)
 
-    def _after_write(self, inserted: list[EventRow], dispatched: list[EventRow], result: WriteResult) -> None:
-        now_mono, now_ms = time.monotonic(), time.time() * 1000
+    async def _finish_in_flight(self) -> None:
+        try:
+            settled = await self.writer.finish()
+        except BrokenProcessPool:
+            self._lose_in_flight()
+            return
+        except Exception as exc:
+            # Settled by the next batch's call instead.
+            log.error("settling a batch in flight failed", extra={"error": str(exc)[:300]})
+            return
+        for done in settled:
+            self._after_confirm(done)
+
+    def _lose_in_flight(self) -> None:
+        """The writer process died: the confirms of its batch in flight will never be read."""
+        for number in list(self._awaiting):
+            self._after_confirm(Settled(number, self._awaiting[number][1], "the writer process died"))
+
+    def _after_write(
+        self, number: int, inserted: list[EventRow], dispatched: list[EventRow], result: WriteResult
+    ) -> None:
         stats = self.stats
         stats.batches += 1
         stats.items_created += result.items_created
-        stats.items_unconfirmed += result.items_unconfirmed
         stats.dispatched_events += result.dispatched_events
         # A gift is announced when it is dispatched (a streak: at its end), the rest when stored.
         dispatched_gifts = {id(row) for row in dispatched if row.event.event_type == "GiftEvent"}
@@ -288,17 +320,29 @@ class CapturePipeline:
         for row in dispatched:
             if id(row) in dispatched_gifts:
                 self.output.event(row.event)
-        if result.error or result.items_unconfirmed:
+        self._awaiting[number] = (dispatched, result.items_created)
+        for done in result.settled:
+            self._after_confirm(done)
+
+    def _after_confirm(self, settled: Settled) -> None:
+        dispatched, _ = self._awaiting.pop(settled.number, ([], 0))
+        stats = self.stats
+        stats.items_unconfirmed += settled.items_unconfirmed
+        if settled.error or settled.items_unconfirmed:
             self.output.warning(
-                f"RabbitMQ did not confirm {result.items_unconfirmed} deliveries ({result.error or 'no answer'}); "
+                f"RabbitMQ did not confirm {settled.items_unconfirmed} deliveries ({settled.error or 'no answer'}); "
                 "they stay pending and are published again by: python manage.py redispatch_pending"
             )
             return
-        stats.last_confirmed = now_mono
-        confirmed_ms = result.confirmed_at * 1000 or now_ms
+        # When the confirms arrived (in the writer), on this process's monotonic clock too:
+        # the results may be counted a while later, when the capture is idle.
+        now_wall = time.time()
+        confirmed_wall = settled.confirmed_at or now_wall
+        confirmed_mono = time.monotonic() - max(0.0, now_wall - confirmed_wall)
+        stats.last_confirmed = max(stats.last_confirmed or 0.0, confirmed_mono)
         for row in dispatched:
             if row.pk is None:
                 continue
             if row.event.frame_sent_ms:
-                stats.frame_to_confirm_ms.append(confirmed_ms - row.event.frame_sent_ms)
-            stats.handler_to_confirm_ms.append((now_mono - row.event.received_mono) * 1000)
+                stats.frame_to_confirm_ms.append(confirmed_wall * 1000 - row.event.frame_sent_ms)
+            stats.handler_to_confirm_ms.append((confirmed_mono - row.event.received_mono) * 1000)

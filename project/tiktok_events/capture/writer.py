@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 # Only Django-free imports here: the writer process imports this module before
 # django.setup() has run (in its initializer).
-from project.tiktok_events.capture.batches import WriteBatch, WriteResult
+from project.tiktok_events.capture.batches import Settled, WriteBatch, WriteResult
 
 log = logging.getLogger("capture.writer")
 
@@ -37,6 +37,12 @@ def _write(batch: WriteBatch) -> WriteResult:
     from project.tiktok_events.capture.dispatch import write_and_dispatch
 
     return write_and_dispatch(batch)
+
+
+def _finish() -> list[Settled]:
+    from project.tiktok_events.capture.dispatch import finish
+
+    return finish()
 
 
 def _warm_up() -> None:
@@ -85,6 +91,10 @@ class BatchWriter:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new_executor()
             raise
+
+    async def finish(self) -> list[Settled]:
+        """Settle the batch whose confirms are still awaited (see ``dispatch.write_and_dispatch``)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, _finish)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
