@@ -143,3 +143,19 @@ def broker_stopped(vhost: Vhost) -> Iterator[None]:
         _rabbitmqctl("start_app")
         _rabbitmqctl("await_startup")
         wait_for_broker(vhost)
+
+
+@contextlib.contextmanager
+def publishing_blocked(vhost: Vhost) -> Iterator[None]:
+    """RabbitMQ's memory alarm for the block: every connection that publishes is blocked (its
+    messages wait unconfirmed), as on a broker out of memory. The node's limit is restored after."""
+    node = vhost.api("GET", "/api/nodes").json()[0]
+    limit = int(node["mem_limit"])
+    try:
+        _rabbitmqctl("set_vm_memory_high_watermark", "absolute", "1")
+        yield
+    finally:
+        _rabbitmqctl("set_vm_memory_high_watermark", "absolute", str(limit))
+        deadline = time.monotonic() + 30
+        while vhost.api("GET", "/api/nodes").json()[0].get("mem_alarm") and time.monotonic() < deadline:
+            time.sleep(0.2)

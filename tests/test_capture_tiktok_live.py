@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -16,7 +17,7 @@ from django.db.models import Count
 
 from project.queue_system.models import QueueItem, ServiceEventConfig
 from project.tiktok_events.models import LiveEvent, LiveSession
-from tests.broker import depth
+from tests.broker import depth, publishing_blocked
 from tests.capture_helpers import ROOT, comment, gift, messages_by_type, run_capture, simulator_scenarios
 from tests.queueing import make_service
 from tests.servers import subprocess_env
@@ -245,3 +246,73 @@ def test_it_needs_a_username(monkeypatch):
     monkeypatch.delenv("TIKTOK_USER", raising=False)
     with pytest.raises(CommandError, match="No TikTok username: pass --username NAME"):
         call_command("capture_tiktok_live")
+
+
+def writer_processes(parent: int) -> list[int]:
+    """The capture's writer process (a multiprocessing spawn child of ``parent``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and "spawn_main" in argv:
+            found.append(int(entry))
+    return found
+
+
+def test_a_killed_writer_process_is_replaced_and_nothing_is_lost(vhost, seeded):
+    """A writer killed with batches stored but never confirmed (RabbitMQ blocked, as in a
+    memory alarm): the next writer publishes them, and the rest of the live goes on."""
+    seconds = 4
+    expected = messages_by_type(simulator_scenarios().flood(seconds))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "capture_tiktok_live",
+            "--simulate",
+            "flood",
+            f"--simulator-arg=--flood-seconds={seconds}",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(vhost),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    items = QueueItem.objects.filter(live_event__event_type="LikeEvent")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and items.count() < 1000:
+            time.sleep(0.05)
+        with publishing_blocked(vhost):
+            # Batches go on being stored while none is confirmed; then the writer dies.
+            stuck = items.filter(dispatched_at__isnull=True)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and stuck.count() < 100:
+                time.sleep(0.05)
+            assert stuck.count() >= 100, "the capture stored nothing while the broker was blocked"
+            writers = writer_processes(proc.pid)
+            assert len(writers) == 1, writers
+            os.kill(writers[0], signal.SIGKILL)
+            time.sleep(0.5)
+        output, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "the writer process died; starting a new one" in output
+    assert "republished the items a dead writer left pending" in output
+    session = LiveSession.objects.get()
+    stored = dict(session.events.values_list("event_type").annotate(n=Count("id")))
+    # Every message once (rows of the retried batch that had committed are skipped as duplicates)...
+    assert stored == {STORED_AS[kind]: count for kind, count in expected.items()}
+    # ...and every item confirmed, those the dead writer left unpublished included.
+    assert_every_event_confirmed(SimpleNamespace(events=session.events.all))

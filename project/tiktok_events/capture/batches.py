@@ -36,7 +36,7 @@ class WriteResult:
     """A batch stored with its QueueItems (committed); its items are published but may not be
     confirmed yet: ``settled`` lists the batches (this one or earlier ones) settled by the call."""
 
-    ids: list[int | None]  # primary keys of the batch's inserts (None: duplicate, skipped)
+    ids: list[int | None]  # primary keys of the batch's inserts (an already stored message: its row's)
     dispatched_events: int = 0
     items_created: int = 0
     settled: list[Settled] = field(default_factory=list)

@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -53,7 +54,9 @@ def write_batch(batch: WriteBatch) -> tuple[list[int | None], list[LiveEvent]]:
         try:
             with transaction.atomic():
                 ids: list[int | None] = list(_copy_insert(batch.session_id, batch.inserts))
-        except IntegrityError:
+        except (IntegrityError, psycopg.IntegrityError):
+            # (COPY runs on psycopg's cursor, outside Django's error wrapping: its
+            # duplicate arrives as psycopg's own UniqueViolation.)
             # A message id already stored in this session (beyond the in-memory
             # de-duplication window): insert one by one, skipping the duplicates.
             ids = _insert_skipping_duplicates(batch.session_id, batch.inserts)
@@ -127,12 +130,16 @@ def _copy_insert(session_id: int, rows: list[dict[str, Any]]) -> list[int]:
 
 
 def _insert_skipping_duplicates(session_id: int, rows: list[dict[str, Any]]) -> list[int | None]:
+    """One by one; a message already stored in the session keeps its row, whose primary key
+    is returned: a batch retried after the writer died had committed, and a streak in it
+    still needs its row for the updates to come (None only if the row cannot be found)."""
     ids: list[int | None] = []
     for values in rows:
         try:
             with transaction.atomic():
                 ids.append(LiveEvent.objects.create(session_id=session_id, **values).pk)
         except IntegrityError:
-            log.info("skipped a duplicate TikTok message", extra={"msg_id": values["msg_id"]})
-            ids.append(None)
+            log.info("TikTok message already stored; keeping its row", extra={"msg_id": values["msg_id"]})
+            existing = LiveEvent.objects.filter(session_id=session_id, msg_id=values["msg_id"])
+            ids.append(existing.values_list("pk", flat=True).first())
     return ids

@@ -45,13 +45,37 @@ def _finish() -> list[Settled]:
     return finish()
 
 
-def _warm_up() -> None:
+def _warm_up(*, pending_older_than: float = 10.0) -> int:
+    """Connections, queues and policies ready before the first batch; then what an earlier run
+    left pending (``redispatch_pending``; items younger than ``pending_older_than`` seconds
+    may still be a live capture's own). Returns how many items were republished."""
     from django.db import connection
 
+    from project.queue_system.dispatcher import redispatch_pending
     from project.tiktok_events.capture import dispatch
 
     connection.ensure_connection()
-    dispatch._dispatcher().warm_up()
+    dispatcher = dispatch._dispatcher()
+    dispatcher.warm_up()
+    result = redispatch_pending(older_than=pending_older_than, dispatcher=dispatcher)
+    if result.confirmed:
+        log.warning("republished items left pending", extra={"items": result.confirmed})
+    return result.confirmed
+
+
+def _recover() -> int:
+    """First job of a writer started after one died: what the dead one left pending (stored,
+    committed, never confirmed) is seconds old."""
+    try:
+        republished = _warm_up(pending_older_than=0)
+    except Exception:
+        # Nobody waits for this job: say it here. The items stay pending for the next start
+        # (or manage.py redispatch_pending).
+        log.exception("could not republish what the dead writer left pending")
+        return 0
+    if republished:
+        log.warning("republished the items a dead writer left pending", extra={"items": republished})
+    return republished
 
 
 def _close_worker() -> None:
@@ -86,10 +110,13 @@ class BatchWriter:
         except BrokenProcessPool:
             # The writer process died (killed, out of memory): start another; the
             # caller retries the batch. Its transaction either committed before the
-            # death (rows then skipped as duplicates) or never happened.
+            # death (its rows are then found already stored) or never happened.
             log.error("the writer process died; starting a new one")
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new_executor()
+            # Runs before the retried batch (one worker, jobs in order). A failure
+            # here is the retried batch's failure too, and retried with it.
+            self._executor.submit(_recover)
             raise
 
     async def finish(self) -> list[Settled]:
