@@ -309,6 +309,7 @@ def test_a_killed_writer_process_is_replaced_and_nothing_is_lost(vhost, seeded):
             proc.kill()
     assert proc.returncode == 0, output
     assert "the writer process died; starting a new one" in output
+    assert "deliveries unconfirmed; a new writer publishes them again before going on." in output
     assert "republished the items a dead writer left pending" in output
     session = LiveSession.objects.get()
     stored = dict(session.events.values_list("event_type").annotate(n=Count("id")))

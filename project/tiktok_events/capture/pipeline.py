@@ -298,9 +298,17 @@ class CapturePipeline:
             self._after_confirm(done)
 
     def _lose_in_flight(self) -> None:
-        """The writer process died: the confirms of its batch in flight will never be read."""
-        for number in list(self._awaiting):
-            self._after_confirm(Settled(number, self._awaiting[number][1], "the writer process died"))
+        """The writer process died: the confirms of its batches in flight will never be read.
+
+        Their items are stored; the new writer publishes them first (``writer._recover``).
+        """
+        items = sum(created for _, created in self._awaiting.values())
+        self._awaiting.clear()
+        if items:
+            self.output.warning(
+                f"The writer process died with {items} deliveries unconfirmed; "
+                "a new writer publishes them again before going on."
+            )
 
     def _after_write(
         self, number: int, inserted: list[EventRow], dispatched: list[EventRow], result: WriteResult
