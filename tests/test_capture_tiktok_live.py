@@ -20,7 +20,7 @@ from project.tiktok_events.models import LiveEvent, LiveSession
 from tests.broker import depth, publishing_blocked
 from tests.capture_helpers import ROOT, comment, gift, messages_by_type, run_capture, simulator_scenarios
 from tests.queueing import make_service
-from tests.servers import subprocess_env
+from tests.servers import child_pids, subprocess_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -251,18 +251,13 @@ def test_it_needs_a_username(monkeypatch):
 def writer_processes(parent: int) -> list[int]:
     """The capture's writer process (a multiprocessing spawn child of ``parent``)."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in child_pids(parent):
         try:
-            with open(f"/proc/{entry}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                argv = cmdline.read().decode(errors="replace")
-        except (OSError, ValueError, IndexError):
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"spawn_main" in cmdline.read():
+                    found.append(pid)
+        except OSError:
             continue
-        if ppid == parent and "spawn_main" in argv:
-            found.append(int(entry))
     return found
 
 

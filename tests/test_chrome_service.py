@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
 from project.services.dinochrome.chrome import ChromeError, ChromeService, chromium_options
 from tests.browser import artifact, wait_for
+from tests.servers import child_pids
 
 
 @pytest.fixture(scope="module")
@@ -20,20 +20,6 @@ def chrome(live_server):
         yield service
     finally:
         service.close()
-
-
-def child_pids(pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # the command may contain spaces: fields after the closing parenthesis
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry.name))
-    return children
 
 
 @pytest.mark.browser

@@ -93,7 +93,7 @@ class EventDispatcher:
         result = DispatchResult(events=len(events))
         if not events:
             return result
-        items = self._create_items(events)
+        items = self.create_items(events)
         result.created = len(items)
         if not items:
             return result
@@ -147,37 +147,7 @@ class EventDispatcher:
             redispatch_pending(older_than=0, dispatcher=self)
         return result
 
-    def warm_up(self) -> bool:
-        """Connect and declare every active service's queues and policies now, not in the first batch.
-
-        Best effort (False when the broker or its management API did not
-        answer; the first publish tries again): the capture calls it before it
-        connects to TikTok, so its first events do not wait for declarations
-        and policy HTTP calls while the live's frames pile up behind them.
-        """
-        with self._lock:
-            try:
-                self._ensure_connection()
-                for service_topology in topology.all_topologies(active_only=True):
-                    topology.declare_service(self._connection, service_topology)
-                    self._declared.add(("main", service_topology.slug))
-                    for event_type in service_topology.discardable_types:
-                        self._declared.add(("discardable", service_topology.slug, event_type, service_topology.tickets))
-                    topology.apply_policies(service_topology)
-                    self._policies.add((service_topology.slug, service_topology.max_queue_size))
-                return True
-            except (BrokerError, topology.TopologyError, *CONNECTION_ERRORS) as exc:
-                logger.warning("could not prepare the broker before dispatching", extra={"error": str(exc)})
-                self._reset()
-                return False
-
-    def close(self) -> None:
-        with self._lock:
-            self._reset()
-
-    # -- internals --------------------------------------------------------
-
-    def _create_items(self, events: list) -> list[NewItem]:
+    def create_items(self, events: list) -> list[NewItem]:
         """Route and insert in one round trip: an item per (event, active service with an enabled config).
 
         Priority and discardable are copied from the config; a pair that already
@@ -185,6 +155,8 @@ class EventDispatcher:
         (event, service) constraint). Returns the new items in event order,
         then service name, as ``NewItem`` (what publishing needs: no model
         instance per row, which cost more than the insert under a flood).
+        Public for the capture, which creates them inside its own transaction
+        (with the events) and publishes them once it has committed.
         """
         by_id = {e.pk: e for e in events}
         params = {
@@ -207,6 +179,37 @@ class EventDispatcher:
             items.append(NewItem(pk, event_id, service, by_id[event_id].event_type, priority, discardable))
         return items
 
+    def warm_up(self) -> bool:
+        """Connect and declare every active service's queues and policies now, not in the first batch.
+
+        Best effort (False when the broker or its management API did not
+        answer; the first publish tries again): the capture calls it before it
+        connects to TikTok, so its first events do not wait for declarations
+        and policy HTTP calls while the live's frames pile up behind them.
+        """
+        with self._lock:
+            try:
+                self._ensure_connection()
+                policies = True
+                for service_topology in topology.all_topologies(active_only=True):
+                    self._declare_main(service_topology.slug)
+                    for event_type in service_topology.discardable_types:
+                        self._declare_discardable(service_topology.slug, event_type, service_topology.tickets)
+                    policies &= self._ensure_policy(
+                        service_topology.slug, service_topology.tickets, service_topology.max_queue_size
+                    )
+                return policies
+            except (BrokerError, topology.TopologyError, *CONNECTION_ERRORS) as exc:
+                logger.warning("could not prepare the broker before dispatching", extra={"error": str(exc)})
+                self._reset()
+                return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
+
+    # -- internals --------------------------------------------------------
+
     def _reset(self) -> None:
         if self._publisher is not None:
             self._publisher.close()
@@ -225,38 +228,45 @@ class EventDispatcher:
     def _ensure_topology(self, items: list[QueueItem | NewItem]) -> None:
         for item in items:
             service = item.service
-            main_key = ("main", service.slug)
-            if main_key not in self._declared:
-                channel = self._connection.channel()
-                try:
-                    topology.declare_base(channel)
-                    topology.declare_main(channel, service.slug)
-                finally:
-                    if channel.is_open:
-                        channel.close()
-                self._declared.add(main_key)
+            self._declare_main(service.slug)
             if item.discardable:
-                key = ("discardable", service.slug, item.event_type, service.worker_concurrency)
-                if key not in self._declared:
-                    topology.declare_discardable(
-                        self._connection, service.slug, item.event_type, service.worker_concurrency
-                    )
-                    self._declared.add(key)
-                self._ensure_policy(service)
+                self._declare_discardable(service.slug, item.event_type, service.worker_concurrency)
+                self._ensure_policy(service.slug, service.worker_concurrency, service.max_queue_size)
 
-    def _ensure_policy(self, service) -> None:
-        key = (service.slug, service.max_queue_size)
+    def _declare_main(self, slug: str) -> None:
+        """The exchanges and ``svc.<slug>``, once per connection."""
+        key = ("main", slug)
+        if key not in self._declared:
+            channel = self._connection.channel()
+            try:
+                topology.declare_base(channel)
+                topology.declare_main(channel, slug)
+            finally:
+                if channel.is_open:
+                    channel.close()
+            self._declared.add(key)
+
+    def _declare_discardable(self, slug: str, event_type: str, tickets: int) -> None:
+        """A type's discardable and arming queues, once per connection."""
+        key = ("discardable", slug, event_type, tickets)
+        if key not in self._declared:
+            topology.declare_discardable(self._connection, slug, event_type, tickets)
+            self._declared.add(key)
+
+    def _ensure_policy(self, slug: str, tickets: int, max_queue_size: int) -> bool:
+        """The max-length policy, once per (service, size); False when the management API refused it."""
+        key = (slug, max_queue_size)
         if key in self._policies:
-            return
+            return True
         try:
-            topology.apply_policies(
-                topology.ServiceTopology(service.slug, service.worker_concurrency, service.max_queue_size)
-            )
+            topology.apply_policies(topology.ServiceTopology(slug, tickets, max_queue_size))
             self._policies.add(key)
+            return True
         except BrokerError as exc:
             # Publishing goes on (nothing is lost), but the queue is unbounded until
             # the policy is applied: say so loudly, and try again next batch.
-            logger.error("max-length policy not applied", extra={"service": service.slug, "error": str(exc)})
+            logger.error("max-length policy not applied", extra={"service": slug, "error": str(exc)})
+            return False
 
     def _publish_locked(self, items: list[QueueItem | NewItem]) -> list[int]:
         publisher = self._ensure_connection()
@@ -298,7 +308,7 @@ class EventDispatcher:
 
 @dataclass(slots=True)
 class NewItem:
-    """A QueueItem row ``_create_items`` just inserted, with what publishing it needs."""
+    """A QueueItem row ``create_items`` just inserted, with what publishing it needs."""
 
     pk: int
     live_event_id: int
@@ -308,7 +318,7 @@ class NewItem:
     discardable: bool
 
 
-# Routing and insertion in one round trip (see EventDispatcher._create_items): the
+# Routing and insertion in one round trip (see EventDispatcher.create_items): the
 # services the events' types may go to, then the insert of the items.
 CREATE_ITEMS_SQL = """
 SELECT id, name, slug, service_class, mode, concurrency, max_queue_size, is_active FROM queue_system_service

@@ -568,7 +568,7 @@ class PhaseTimes:
         self.calls: Counter = Counter()
         self._undo = []
         for owner, name, label in (
-            (dispatcher, "_create_items", "insert"),
+            (dispatcher, "create_items", "insert"),
             (module, "mark_dispatched", "mark dispatched_at"),
             (module, "arm_many", "arm (tokens + tickets)"),
             (publisher.ConfirmingPublisher, "wait", "confirm waits (all)"),

@@ -144,19 +144,12 @@ def _dispatcher():
     return _stage().dispatcher
 
 
-def _create_items(dispatcher, events: list) -> list:
-    # The dispatcher's routing (active services, enabled configs, priority and
-    # discardable copied onto each item); its public name first if it has one.
-    create = getattr(dispatcher, "create_items", None) or dispatcher._create_items
-    return create(events)
-
-
 def write_and_dispatch(batch: WriteBatch) -> WriteResult:
     """Store the batch with its QueueItems (one transaction), then queue the items for publishing."""
     stage = _stage()
     with transaction.atomic():
         ids, events = write_batch(batch)
-        items = _create_items(stage.dispatcher, events) if events else []
+        items = stage.dispatcher.create_items(events) if events else []
     result = WriteResult(ids=ids, dispatched_events=len(events), items_created=len(items))
     if items:
         stage.submit(batch.number, items)

@@ -55,10 +55,11 @@ def write_batch(batch: WriteBatch) -> tuple[list[int | None], list[LiveEvent]]:
             with transaction.atomic():
                 ids: list[int | None] = list(_copy_insert(batch.session_id, batch.inserts))
         except (IntegrityError, psycopg.IntegrityError):
-            # (COPY runs on psycopg's cursor, outside Django's error wrapping: its
-            # duplicate arrives as psycopg's own UniqueViolation.)
-            # A message id already stored in this session (beyond the in-memory
-            # de-duplication window): insert one by one, skipping the duplicates.
+            # A message id already stored in this session (a batch retried after the
+            # writer died, or a replay beyond the in-memory de-duplication window):
+            # insert one by one, keeping the rows already there. COPY runs on
+            # psycopg's cursor, outside Django's error wrapping: its duplicate is
+            # psycopg's own UniqueViolation.
             ids = _insert_skipping_duplicates(batch.session_id, batch.inserts)
         now = timezone.now()
         for pk, values in batch.updates:

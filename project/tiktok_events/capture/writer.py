@@ -45,8 +45,8 @@ def _finish() -> list[Settled]:
     return finish()
 
 
-def _warm_up(*, pending_older_than: float = 10.0) -> int:
-    """Connections, queues and policies ready before the first batch; then what an earlier run
+def _warm_up(*, pending_older_than: float = 10.0, left_by: str = "an earlier run") -> int:
+    """Connections, queues and policies ready before the first batch; then what ``left_by``
     left pending (``redispatch_pending``; items younger than ``pending_older_than`` seconds
     may still be a live capture's own). Returns how many items were republished."""
     from django.db import connection
@@ -59,7 +59,7 @@ def _warm_up(*, pending_older_than: float = 10.0) -> int:
     dispatcher.warm_up()
     result = redispatch_pending(older_than=pending_older_than, dispatcher=dispatcher)
     if result.confirmed:
-        log.warning("republished items left pending", extra={"items": result.confirmed})
+        log.warning(f"republished the items {left_by} left pending", extra={"items": result.confirmed})
     return result.confirmed
 
 
@@ -67,15 +67,12 @@ def _recover() -> int:
     """First job of a writer started after one died: what the dead one left pending (stored,
     committed, never confirmed) is seconds old."""
     try:
-        republished = _warm_up(pending_older_than=0)
+        return _warm_up(pending_older_than=0, left_by="a dead writer")
     except Exception:
         # Nobody waits for this job: say it here. The items stay pending for the next start
         # (or manage.py redispatch_pending).
         log.exception("could not republish what the dead writer left pending")
         return 0
-    if republished:
-        log.warning("republished the items a dead writer left pending", extra={"items": republished})
-    return republished
 
 
 def _close_worker() -> None:
