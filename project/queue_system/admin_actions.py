@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from project.queue_system import queues
 from project.queue_system.broker import CONNECTION_ERRORS, BrokerError, close_quietly, open_connection
+from project.queue_system.discards import discard
 from project.queue_system.models import QueueItem, Service
 
 Status = QueueItem.Status
@@ -54,10 +55,9 @@ def purge_discardable(service: Service) -> PurgeResult:
         raise BrokerError(f"purge of {service.slug}'s discardable queues failed: {exc}") from exc
     finally:
         close_quietly(connection)
-    result.items = QueueItem.objects.filter(
-        service=service, discardable=True, status=Status.PENDING, dispatched_at__lte=started
-    ).update(
-        status=Status.DISCARDED, error="purged from the admin", finished_at=timezone.now(), updated_at=timezone.now()
+    result.items = discard(
+        QueueItem.objects.filter(service=service, discardable=True, status=Status.PENDING, dispatched_at__lte=started),
+        "purged from the admin",
     )
     return result
 

@@ -15,6 +15,7 @@ import time
 
 import amqp
 from django.db import close_old_connections
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from project.queue_system import queues
@@ -34,25 +35,24 @@ def _dropped_from(message: amqp.Message) -> str:
     return str(deaths[0].get("queue", "")) if deaths else ""
 
 
+def discard(items: QuerySet[QueueItem], reason: str) -> int:
+    """Mark ``items`` discarded with ``reason`` (the callers' filters say which may be); how many were."""
+    now = timezone.now()
+    return items.update(status=QueueItem.Status.DISCARDED, error=reason, finished_at=now, updated_at=now)
+
+
 def mark_discarded(dropped: dict[int, str]) -> int:
     """Mark items discarded (only those not finished: a duplicate copy of a done item changes nothing)."""
-    if not dropped:
-        return 0
-    now = timezone.now()
     by_queue: dict[str, list[int]] = {}
     for item_id, queue in dropped.items():
         by_queue.setdefault(queue, []).append(item_id)
-    marked = 0
-    for queue, ids in by_queue.items():
-        marked += QueueItem.objects.filter(
-            pk__in=ids, status__in=[QueueItem.Status.PENDING, QueueItem.Status.PROCESSING]
-        ).update(
-            status=QueueItem.Status.DISCARDED,
-            finished_at=now,
-            updated_at=now,
-            error=f"dropped: more than max_queue_size waiting in {queue or 'its discardable queue'}",
+    return sum(
+        discard(
+            QueueItem.objects.filter(pk__in=ids, status__in=[QueueItem.Status.PENDING, QueueItem.Status.PROCESSING]),
+            f"dropped: more than max_queue_size waiting in {queue or 'its discardable queue'}",
         )
-    return marked
+        for queue, ids in by_queue.items()
+    )
 
 
 class DiscardAccountant:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from project.queue_system import queues, topology
 from project.queue_system.broker import BrokerError
+from project.queue_system.discards import discard
 from project.queue_system.models import QueueItem
 
 
@@ -33,15 +33,9 @@ class Command(BaseCommand):
         for name in deleted:
             self.stdout.write(f"🗑️  deleted queue {name}")
         # Their messages are gone: what was waiting there will never run.
-        marked = QueueItem.objects.filter(
-            service__slug=slug,
-            status=QueueItem.Status.PENDING,
-            dispatched_at__isnull=False,
-        ).update(
-            status=QueueItem.Status.DISCARDED,
-            error="its queue was deleted (delete_service_queues)",
-            finished_at=timezone.now(),
-            updated_at=timezone.now(),
+        marked = discard(
+            QueueItem.objects.filter(service__slug=slug, status=QueueItem.Status.PENDING, dispatched_at__isnull=False),
+            "its queue was deleted (delete_service_queues)",
         )
         self.stdout.write(
             self.style.SUCCESS(
