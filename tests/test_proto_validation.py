@@ -147,4 +147,3 @@ def test_parse_gives_the_same_messages_as_before():
     liked = parsed[-1]
     assert liked.user.badge_image_list[1].url_list == ["https://p16.example/badge.png"]
     assert liked._unknown_fields == b"\xf8\x07\x01"  # a field this version does not know is kept
-

@@ -29,7 +29,7 @@ import time
 from django.db import connection, transaction
 
 from project.tiktok_events.capture.batches import Settled, WriteBatch, WriteResult
-from project.tiktok_events.capture.store import write_batch
+from project.tiktok_events.capture.store import DUPLICATE_ERRORS, write_batch
 
 log = logging.getLogger("capture.dispatch")
 
@@ -147,9 +147,11 @@ def _dispatcher():
 def write_and_dispatch(batch: WriteBatch) -> WriteResult:
     """Store the batch with its QueueItems (one transaction), then queue the items for publishing."""
     stage = _stage()
-    with transaction.atomic():
-        ids, events = write_batch(batch)
-        items = stage.dispatcher.create_items(events) if events else []
+    try:
+        ids, events, items = _store(batch, stage)
+    except DUPLICATE_ERRORS:
+        # A message of the batch is already stored (see write_batch): again, row by row.
+        ids, events, items = _store(batch, stage, skip_duplicates=True)
     result = WriteResult(ids=ids, dispatched_events=len(events), items_created=len(items))
     if items:
         stage.submit(batch.number, items)
@@ -157,6 +159,13 @@ def write_and_dispatch(batch: WriteBatch) -> WriteResult:
         result.settled.append(Settled(batch.number, 0, "", time.time()))
     result.settled += stage.take_settled()
     return result
+
+
+def _store(batch: WriteBatch, stage: PublishStage, *, skip_duplicates: bool = False) -> tuple[list, list, list]:
+    with transaction.atomic():
+        ids, events = write_batch(batch, skip_duplicates=skip_duplicates)
+        items = stage.dispatcher.create_items(events) if events else []
+    return ids, events, items
 
 
 def finish() -> list[Settled]:

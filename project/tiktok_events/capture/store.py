@@ -44,26 +44,28 @@ def session_counts(session_id: int) -> dict[str, int]:
     return {row["event_type"]: row["n"] for row in rows}
 
 
-def write_batch(batch: WriteBatch) -> tuple[list[int | None], list[LiveEvent]]:
-    """Insert and update the batch's rows (inside the caller's transaction).
+def write_batch(batch: WriteBatch, *, skip_duplicates: bool = False) -> tuple[list[int | None], list[LiveEvent]]:
+    """Insert and update the batch's rows, inside the caller's transaction (no savepoint of its own).
 
     Returns the new primary keys (None for a row skipped as a duplicate) and the
     LiveEvent objects to dispatch, built from the values written.
+
+    The rows go in with one COPY, which fails as a whole on a message id already
+    stored in this session (a batch retried after the writer died, or a replay
+    beyond the in-memory de-duplication window): an ``IntegrityError`` —
+    psycopg's own ``UniqueViolation``, COPY runs outside Django's error wrapping —
+    that aborts the caller's transaction. The caller then rolls back and writes
+    the batch again with ``skip_duplicates``: one row at a time, keeping those
+    already there. (A savepoint around every COPY would cost two more round trips
+    per batch for a case that is rare.)
     """
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                ids: list[int | None] = list(_copy_insert(batch.session_id, batch.inserts))
-        except (IntegrityError, psycopg.IntegrityError):
-            # A message id already stored in this session (a batch retried after the
-            # writer died, or a replay beyond the in-memory de-duplication window):
-            # insert one by one, keeping the rows already there. COPY runs on
-            # psycopg's cursor, outside Django's error wrapping: its duplicate is
-            # psycopg's own UniqueViolation.
-            ids = _insert_skipping_duplicates(batch.session_id, batch.inserts)
-        now = timezone.now()
-        for pk, values in batch.updates:
-            LiveEvent.objects.filter(pk=pk).update(**values, updated_at=now)
+    if skip_duplicates:
+        ids = _insert_skipping_duplicates(batch.session_id, batch.inserts)
+    else:
+        ids = list(_copy_insert(batch.session_id, batch.inserts))
+    now = timezone.now()
+    for pk, values in batch.updates:
+        LiveEvent.objects.filter(pk=pk).update(**values, updated_at=now)
     to_dispatch = [
         LiveEvent(pk=ids[index], session_id=batch.session_id, **batch.inserts[index])
         for index in batch.dispatch_inserts
@@ -74,6 +76,28 @@ def write_batch(batch: WriteBatch) -> tuple[list[int | None], list[LiveEvent]]:
         for index in batch.dispatch_updates
     ]
     return ids, to_dispatch
+
+
+DUPLICATE_ERRORS = (IntegrityError, psycopg.IntegrityError)
+
+# Primary keys are taken from the table's sequence this many at a time (one round
+# trip every few batches instead of one per batch); what a process does not use
+# is a gap in the ids, as after any rollback.
+ID_BLOCK = 500
+_id_pools: dict[str, list[int]] = {}
+
+
+def _reserve_ids(cursor, table: str, count: int) -> list[int]:
+    pool = _id_pools.setdefault(connection.settings_dict["NAME"], [])
+    if len(pool) < count:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, max(count - len(pool), ID_BLOCK)],
+        )
+        pool.extend(pk for (pk,) in cursor.fetchall())
+    ids = pool[:count]
+    del pool[:count]
+    return ids
 
 
 # Columns written by COPY, in order (id comes from the table's identity sequence).
@@ -103,10 +127,7 @@ def _copy_insert(session_id: int, rows: list[dict[str, Any]]) -> list[int]:
     now = timezone.now()
     table = LiveEvent._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(rows)]
-        )
-        ids = [pk for (pk,) in cursor.fetchall()]
+        ids = _reserve_ids(cursor, table, len(rows))
         with cursor.cursor.copy(f"COPY {table} ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
             for pk, values in zip(ids, rows, strict=True):
                 copy.write_row(
