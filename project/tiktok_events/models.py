@@ -51,12 +51,15 @@ class LiveEvent(BaseModel):
         ENDED = "ended", "streak ended"
         TIMED_OUT = "timed_out", "streak closed by timeout"
 
-    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="events")
-    event_type = models.CharField(max_length=64, db_index=True)
+    # Indexes: every one is written for each event of a flood, so only those that
+    # serve a query (see Meta.indexes); session_id is the first column of two of them.
+    created_at = models.DateTimeField(auto_now_add=True)
+    session = models.ForeignKey(LiveSession, on_delete=models.CASCADE, related_name="events", db_index=False)
+    event_type = models.CharField(max_length=64)
     # TikTok's message id: the same message delivered twice (after a reconnect) is stored once.
     msg_id = models.BigIntegerField(null=True, blank=True)
-    user_id = models.CharField(max_length=32, blank=True, default="", db_index=True)
-    user_unique_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    user_id = models.CharField(max_length=32, blank=True, default="")
+    user_unique_id = models.CharField(max_length=100, blank=True, default="")
     user_nickname = models.CharField(max_length=200, blank=True, default="", help_text="Cleaned nickname.")
     user_nickname_raw = models.TextField(blank=True, default="", help_text="Nickname exactly as TikTok sent it.")
     event_data = models.JSONField(default=dict, blank=True)
@@ -66,7 +69,15 @@ class LiveEvent(BaseModel):
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        indexes = [models.Index(fields=["session", "event_type"], name="liveevent_session_type")]
+        # Plain b-trees for the admin's filters and exact lookups; no varchar_pattern_ops
+        # twins (what db_index adds on PostgreSQL): the admin searches with icontains,
+        # which no b-tree serves.
+        indexes = [
+            models.Index(fields=["session", "event_type"], name="liveevent_session_type"),
+            models.Index(fields=["event_type"], name="liveevent_event_type"),
+            models.Index(fields=["user_id"], name="liveevent_user_id"),
+            models.Index(fields=["user_unique_id"], name="liveevent_user_unique_id"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["session", "msg_id"],
