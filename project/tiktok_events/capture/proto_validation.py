@@ -74,28 +74,28 @@ def _validate(self: betterproto2.Message) -> None:
 
 
 def _empty_spec(cls: type) -> tuple | None:
-    spec = _empty_specs.get(cls, False)
-    if spec is False:
-        fields = []
-        # Only where cls() is pydantic's own __init__ (TikTokLive's ExtendedGift has its own).
-        plain = dataclasses.is_dataclass(cls) and getattr(cls.__init__, "__module__", "") == _PYDANTIC_INIT_MODULE
-        for field in dataclasses.fields(cls) if plain else ():
-            if not field.init:
-                break
-            if field.default is not dataclasses.MISSING:
-                fields.append((field.name, field.default, None))
-            elif field.default_factory is not dataclasses.MISSING:
-                value = field.default_factory()
-                shared = isinstance(value, _IMMUTABLE)
-                fields.append((field.name, value if shared else None, None if shared else field.default_factory))
-            else:
-                break  # a required field: only the real constructor knows
+    if cls not in _empty_specs:
+        _empty_specs[cls] = _build_empty_spec(cls)
+    return _empty_specs[cls]
+
+
+def _build_empty_spec(cls: type) -> tuple | None:
+    # Only where cls() is pydantic's own __init__ (TikTokLive's ExtendedGift has its own).
+    if not (dataclasses.is_dataclass(cls) and getattr(cls.__init__, "__module__", "") == _PYDANTIC_INIT_MODULE):
+        return None
+    spec = []
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            return None
+        if field.default is not dataclasses.MISSING:
+            spec.append((field.name, field.default, None))
+        elif field.default_factory is not dataclasses.MISSING:
+            value = field.default_factory()
+            shared = isinstance(value, _IMMUTABLE)
+            spec.append((field.name, value if shared else None, None if shared else field.default_factory))
         else:
-            spec = tuple(fields) if plain else None
-        if spec is False:
-            spec = None
-        _empty_specs[cls] = spec
-    return spec
+            return None  # a required field: only the real constructor knows
+    return tuple(spec)
 
 
 def empty(cls: type) -> betterproto2.Message:

@@ -82,7 +82,8 @@ DUPLICATE_ERRORS = (IntegrityError, psycopg.IntegrityError)
 
 # Primary keys are taken from the table's sequence this many at a time (one round
 # trip every few batches instead of one per batch); what a process does not use
-# is a gap in the ids, as after any rollback.
+# is a gap in the ids, as after any rollback. One pool per database, used by the
+# writer process's one storing thread.
 ID_BLOCK = 500
 _id_pools: dict[str, list[int]] = {}
 
