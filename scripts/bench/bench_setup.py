@@ -38,3 +38,55 @@ def use_bench_database(suffix: str) -> None:
     import django
 
     django.setup()
+
+
+def create_vhost(prefix: str) -> tuple[str, str]:
+    """A RabbitMQ vhost of the run's own, the management user allowed everything in it.
+
+    Returns its name and the broker URL (``CELERY_BROKER_URL`` with that vhost).
+    Needs Django set up (``use_bench_database``).
+    """
+    import uuid
+    from urllib.parse import quote
+
+    from django.conf import settings
+
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    admin = _management(name)
+    _call(admin, "PUT", f"/api/vhosts/{quote(name, safe='')}")
+    _call(
+        admin,
+        "PUT",
+        f"/api/permissions/{quote(name, safe='')}/{quote(admin.auth[0], safe='')}",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+    )
+    parts = urlsplit(settings.CELERY_BROKER_URL)
+    return name, urlunsplit(parts._replace(path="/" + quote(name, safe="")))
+
+
+def delete_vhost(name: str) -> None:
+    from urllib.parse import quote
+
+    _call(_management(name), "DELETE", f"/api/vhosts/{quote(name, safe='')}")
+
+
+def _management(vhost: str):
+    from project.queue_system.broker import Management
+
+    return Management(vhost=vhost)
+
+
+def _call(admin, method: str, path: str, **kwargs):
+    """The management API, retried for half a minute: other tests on this machine restart the broker now and then."""
+    import time
+
+    from project.queue_system.broker import BrokerError
+
+    for attempt in range(15):
+        try:
+            return admin.request(method, path, **kwargs)
+        except BrokerError:
+            if attempt == 14:
+                raise
+            time.sleep(2)
+    raise AssertionError("not reached")

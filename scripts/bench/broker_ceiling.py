@@ -31,16 +31,14 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from bench_setup import load_dotenv, log  # noqa: E402 - after the path set-up
+from bench_setup import create_vhost, delete_vhost, load_dotenv, log  # noqa: E402 - after the path set-up
 
 
 def publish_rate(publisher, destinations, messages: int, batch: int) -> float:
@@ -72,25 +70,15 @@ def main() -> int:
 
     django.setup()
     import amqp
-    from django.conf import settings
 
     from project.queue_system import queues, topology
     from project.queue_system.broker import Management, close_quietly, open_connection
     from project.queue_system.publisher import ConfirmingPublisher
     from project.queue_system.task_messages import discardable_message, process_event_message
 
-    run = uuid.uuid4().hex[:6]
-    vhost = f"broker-ceiling-{run}"
+    vhost, url = create_vhost("broker-ceiling")
     admin = Management(vhost=vhost)
-    admin.request("PUT", f"/api/vhosts/{quote(vhost, safe='')}")
-    admin.request(
-        "PUT",
-        f"/api/permissions/{quote(vhost, safe='')}/{quote(admin.auth[0], safe='')}",
-        json={"configure": ".*", "write": ".*", "read": ".*"},
-    )
-    parts = urlsplit(settings.CELERY_BROKER_URL)
-    url = urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
-    slug = f"ceiling-{run}"
+    slug = f"ceiling-{vhost.rsplit('-', 1)[1]}"
     result: dict = {}
     connection = None
     try:
@@ -134,7 +122,7 @@ def main() -> int:
     finally:
         close_quietly(connection)
         try:
-            admin.request("DELETE", f"/api/vhosts/{quote(vhost, safe='')}")
+            delete_vhost(vhost)
         except Exception as exc:
             log(f"could not delete the vhost {vhost}: {exc}")
     print(json.dumps(result))

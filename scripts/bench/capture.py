@@ -28,16 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from bench_setup import log, use_bench_database  # noqa: E402 - after the path set-up
+from bench_setup import create_vhost, delete_vhost, log, use_bench_database  # noqa: E402 - after the path set-up
 
 
 def main() -> int:
@@ -49,7 +47,6 @@ def main() -> int:
 
     use_bench_database("bench")
     import requests
-    from django.conf import settings
     from django.core.management import call_command
 
     from project.queue_system.models import QueueItem, Service, ServiceEventConfig
@@ -81,19 +78,8 @@ def main() -> int:
                 service=service, event_type=event_type, priority=priority, discardable=discardable
             )
 
-    management = urlsplit(settings.RABBITMQ_MANAGEMENT_URL)
-    api = f"{management.scheme}://{management.hostname}:{management.port or 15672}/api"
-    auth = (management.username or "guest", management.password or "guest")
-    vhost = f"capture-bench-{uuid.uuid4().hex[:6]}"
-    requests.put(f"{api}/vhosts/{vhost}", auth=auth, timeout=10).raise_for_status()
-    requests.put(
-        f"{api}/permissions/{vhost}/{quote(auth[0])}",
-        json={"configure": ".*", "write": ".*", "read": ".*"},
-        auth=auth,
-        timeout=10,
-    ).raise_for_status()
-    broker = urlsplit(settings.CELERY_BROKER_URL)
-    env = dict(os.environ, CELERY_BROKER_URL=urlunsplit(broker._replace(path="/" + vhost)), PYTHONUNBUFFERED="1")
+    vhost, broker_url = create_vhost("capture-bench")
+    env = dict(os.environ, CELERY_BROKER_URL=broker_url, PYTHONUNBUFFERED="1")
 
     log(f"building the flood: {args.seconds:g} s of {args.likes} likes/s + {args.comments} comments/s ...")
     simulator = subprocess.Popen(
@@ -139,7 +125,7 @@ def main() -> int:
     finally:
         simulator.terminate()
         simulator.wait(timeout=10)
-        requests.delete(f"{api}/vhosts/{vhost}", auth=auth, timeout=30)
+        delete_vhost(vhost)
 
     session_id = summary["session_id"]
     sent = status["unique_messages_sent"]

@@ -67,14 +67,13 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from bench_setup import log, use_bench_database  # noqa: E402 - after the path set-up
+from bench_setup import create_vhost, delete_vhost, log, use_bench_database  # noqa: E402 - after the path set-up
 from celery import shared_task  # noqa: E402
 
 from project.queue_system.base_service import BaseQueueService  # noqa: E402
@@ -173,36 +172,6 @@ def mix_counts(mix: dict[str, float], total: int) -> dict[str, int]:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-class Management:
-    """Just enough of the management API for a vhost of our own."""
-
-    def __init__(self, url: str) -> None:
-        import requests
-
-        parts = urlsplit(url)
-        self.api = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}/api"
-        self.auth = (parts.username or "guest", parts.password or "guest")
-        self.session = requests.Session()
-
-    def put(self, path: str, **kwargs) -> None:
-        self._retry("PUT", path, **kwargs).raise_for_status()
-
-    def delete(self, path: str) -> None:
-        self._retry("DELETE", path)
-
-    def _retry(self, method: str, path: str, **kwargs):
-        import requests
-
-        for attempt in range(15):  # others' tests restart the broker on this machine now and then
-            try:
-                return self.session.request(method, f"{self.api}{path}", auth=self.auth, timeout=30, **kwargs)
-            except requests.ConnectionError:
-                if attempt == 14:
-                    raise
-                time.sleep(2)
-        raise AssertionError("not reached")
 
 
 class Processes:
@@ -701,15 +670,7 @@ def main() -> int:
     run = uuid.uuid4().hex[:6]
     key = f"queue-flood:{run}"
     redis_client = redis.Redis.from_url(settings.REDIS_URL)
-    management = Management(settings.RABBITMQ_MANAGEMENT_URL)
-    vhost = f"queue-flood-{run}"
-    management.put(f"/vhosts/{quote(vhost, safe='')}")
-    management.put(
-        f"/permissions/{quote(vhost, safe='')}/{quote(management.auth[0], safe='')}",
-        json={"configure": ".*", "write": ".*", "read": ".*"},
-    )
-    broker = urlsplit(settings.CELERY_BROKER_URL)
-    broker_url = urlunsplit(broker._replace(path="/" + quote(vhost, safe="")))
+    vhost, broker_url = create_vhost("queue-flood")
     settings.CELERY_BROKER_URL = broker_url
     app.conf.broker_url = broker_url
     db = settings.DATABASES["default"]
@@ -815,7 +776,7 @@ def main() -> int:
             lambda: QueueItem.objects.filter(service__in=services).delete(),
             session.delete,
             lambda: Service.objects.filter(pk__in=[s.pk for s in services]).delete(),
-            lambda: management.delete(f"/vhosts/{quote(vhost, safe='')}"),
+            lambda: delete_vhost(vhost),
             lambda: redis_client.delete(*redis_client.keys(f"{key}*") or [f"{key}:none"]),
         ]
         for step in cleanup:
