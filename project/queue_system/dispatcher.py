@@ -105,11 +105,9 @@ class EventDispatcher:
             )
             result.pending, result.deferred = len(items), True
             return result
-        return result + self.publish_items(items, _counted=True)
+        return result + self.publish_items(items)
 
-    def publish_items(
-        self, items: Iterable[QueueItem | NewItem], *, _counted: bool = False, mark: bool = True
-    ) -> DispatchResult:
+    def publish_items(self, items: Iterable[QueueItem | NewItem], *, mark: bool = True) -> DispatchResult:
         """Publish existing QueueItems (with their ``service`` loaded) and mark the confirmed ones dispatched.
 
         ``mark=False`` leaves the marking to the caller (``mark_dispatched`` with
