@@ -77,16 +77,19 @@ def _management(vhost: str):
 
 
 def _call(admin, method: str, path: str, **kwargs):
-    """The management API, retried for half a minute: other tests on this machine restart the broker now and then."""
+    """The management API, retried for half a minute while it does not answer (other tests on this
+    machine restart the broker now and then); a refusal (an HTTP error) is raised at once."""
     import time
+
+    import requests
 
     from project.queue_system.broker import BrokerError
 
     for attempt in range(15):
         try:
             return admin.request(method, path, **kwargs)
-        except BrokerError:
-            if attempt == 14:
+        except BrokerError as exc:
+            if attempt == 14 or not isinstance(exc.__cause__, requests.RequestException):
                 raise
             time.sleep(2)
     raise AssertionError("not reached")
