@@ -13,6 +13,83 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1/tiktok_events"
 
 
+class MachineGauge:
+    """How fast this machine is during a run, reported beside a bench's figures.
+
+    The same code on this machine has measured up to 2.8× apart from one session
+    to another (RabbitMQ and process wake-ups more than plain Python), so a figure
+    is only comparable with figures taken at the same machine speed. Two quick
+    probes at the start — a plain Python loop (one core's speed) and pipe round
+    trips between two processes (the wake-ups every queue hop costs) — and the
+    share of CPU time the hypervisor took away (steal) over the whole run.
+    """
+
+    def __init__(self) -> None:
+        self.python_loop_ms = round(_python_loop_ms(), 1)
+        self.pipe_round_trip_us = round(_pipe_round_trip_us(), 1)
+        self._cpu = _cpu_times()
+
+    def figures(self) -> dict:
+        now = _cpu_times()
+        steal = None
+        if self._cpu and now:
+            total = sum(now) - sum(self._cpu)
+            steal = round(100 * (now[7] - self._cpu[7]) / total, 1) if total > 0 else 0.0
+        return {
+            "python_loop_ms": self.python_loop_ms,
+            "pipe_round_trip_us": self.pipe_round_trip_us,
+            "cpu_steal_pct": steal,
+        }
+
+
+def _python_loop_ms(iterations: int = 2_000_000) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(iterations):
+            pass
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def _pipe_round_trip_us(trips: int = 20_000) -> float:
+    """One byte to a child process and back, the child on whichever core the kernel picks."""
+    import time
+
+    child_reads, parent_writes = os.pipe()
+    parent_reads, child_writes = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: echo every byte, then leave without running any cleanup
+        try:
+            for _ in range(trips):
+                os.write(child_writes, os.read(child_reads, 1))
+        finally:
+            os._exit(0)
+    try:
+        started = time.perf_counter()
+        for _ in range(trips):
+            os.write(parent_writes, b"x")
+            os.read(parent_reads, 1)
+        return (time.perf_counter() - started) / trips * 1e6
+    finally:
+        os.waitpid(pid, 0)
+        for fd in (child_reads, parent_writes, parent_reads, child_writes):
+            os.close(fd)
+
+
+def _cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (user … steal), from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    values = [int(v) for v in fields[1:9]]
+    return values if fields and fields[0] == "cpu" and len(values) == 8 else None
+
+
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

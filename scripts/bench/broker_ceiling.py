@@ -21,7 +21,8 @@ max-length / drop-head / dead-letter policy) and publishes with the dispatcher's
   flood_events_per_s flood_mix_per_s / 2: events per second when each event goes to
                      two services, as in queue_flood.py
 
-The last line printed is one JSON object with these figures.
+The last line printed is one JSON object with these figures, and under ``machine`` the
+machine's speed during the run (``bench_setup.MachineGauge``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from bench_setup import create_vhost, delete_vhost, load_dotenv, log  # noqa: E402 - after the path set-up
+from bench_setup import MachineGauge, create_vhost, delete_vhost, load_dotenv, log  # noqa: E402 - after the path set-up
 
 
 def publish_rate(publisher, destinations, messages: int, batch: int) -> float:
@@ -58,17 +59,16 @@ def publish_rate(publisher, destinations, messages: int, batch: int) -> float:
     return messages / (time.perf_counter() - started)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=20000, help="messages per measurement")
-    parser.add_argument("--batch", type=int, default=200, help="publishes per confirm wait (the flood's 100 events)")
-    parser.add_argument("--max-queue-size", type=int, default=100, help="max_queue_size of the discardable queue")
-    args = parser.parse_args()
+CASES = ("main_per_s", "discardable_per_s", "flood_mix_per_s", "transient_discardable_per_s")
 
-    load_dotenv(ROOT / ".env")
-    import django
 
-    django.setup()
+def measure(messages: int, batch: int, max_queue_size: int, cases: tuple[str, ...] = CASES) -> dict:
+    """The figures of ``cases`` (messages/s) plus ``flood_events_per_s``, in a vhost of their own.
+
+    Needs Django set up. Also what ``queue_flood.py`` and ``capture.py`` run first
+    (the flood mix alone), so that their figures come with the broker's own
+    speed at that time.
+    """
     import amqp
 
     from project.queue_system import queues, topology
@@ -83,7 +83,7 @@ def main() -> int:
     connection = None
     try:
         connection = open_connection(url)
-        service = topology.ServiceTopology(slug, 1, args.max_queue_size, ("LikeEvent",))
+        service = topology.ServiceTopology(slug, 1, max_queue_size, ("LikeEvent",))
         topology.declare_service(connection, service)
         topology.apply_policies(service, admin)
         main_queue = queues.main_queue_name(slug)
@@ -102,29 +102,52 @@ def main() -> int:
             return message
 
         mix = [(main_queue, gift)] + [(discardable, like)] * 9
-        log(f"vhost {vhost}: {args.messages} messages per case, {args.batch} per confirm wait ...")
-        publish_rate(publisher, mix, min(2000, args.messages), args.batch)  # warm-up, not counted
-        cases = {
+        destinations = {
             "main_per_s": [(main_queue, gift)],
             "discardable_per_s": [(discardable, like)],
             "flood_mix_per_s": mix,
             "transient_discardable_per_s": [(discardable, transient_like)],
         }
-        for name, destinations in cases.items():
+        log(f"broker ceiling, vhost {vhost}: {messages} messages per case, {batch} per confirm wait ...")
+        publish_rate(publisher, mix, min(2000, messages), batch)  # warm-up, not counted
+        for name in cases:
             channel = connection.channel()
             for queue in (main_queue, discardable, queues.DISCARDED_QUEUE):
                 channel.queue_purge(queue)
             channel.close()
-            result[name] = round(publish_rate(publisher, destinations, args.messages, args.batch), 1)
+            result[name] = round(publish_rate(publisher, destinations[name], messages, batch), 1)
             log(f"  {name:28s} {result[name]:9.1f} messages/s")
-        result["flood_events_per_s"] = round(result["flood_mix_per_s"] / 2, 1)
-        result.update(messages=args.messages, batch=args.batch, max_queue_size=args.max_queue_size)
+        if "flood_mix_per_s" in result:
+            result["flood_events_per_s"] = round(result["flood_mix_per_s"] / 2, 1)
     finally:
         close_quietly(connection)
         try:
             delete_vhost(vhost)
         except Exception as exc:
             log(f"could not delete the vhost {vhost}: {exc}")
+    return result
+
+
+def flood_events_per_s(messages: int = 4000) -> float:
+    """The broker's ceiling in two-service flood events per second, right now (a few seconds)."""
+    return measure(messages, 200, 100, ("flood_mix_per_s",))["flood_events_per_s"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20000, help="messages per measurement")
+    parser.add_argument("--batch", type=int, default=200, help="publishes per confirm wait (the flood's 100 events)")
+    parser.add_argument("--max-queue-size", type=int, default=100, help="max_queue_size of the discardable queue")
+    args = parser.parse_args()
+
+    load_dotenv(ROOT / ".env")
+    import django
+
+    django.setup()
+    gauge = MachineGauge()
+    result = measure(args.messages, args.batch, args.max_queue_size)
+    result.update(messages=args.messages, batch=args.batch, max_queue_size=args.max_queue_size)
+    result["machine"] = gauge.figures()
     print(json.dumps(result))
     return 0
 

@@ -17,6 +17,10 @@ The last line printed is one JSON object:
   capture_p50_ms  the median of the same
   offered_per_s   messages per second the simulator sent
   lost            messages sent but not stored + QueueItems not confirmed (must be 0)
+  broker_ceiling_events_per_s
+                  measured first: two-service flood events/s RabbitMQ alone takes right
+                  now (broker_ceiling.py's flood mix), the machine's speed for this run
+  machine         python_loop_ms, pipe_round_trip_us, cpu_steal_pct (bench_setup.MachineGauge)
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from bench_setup import create_vhost, delete_vhost, log, use_bench_database  # noqa: E402 - after the path set-up
+from bench_setup import MachineGauge, create_vhost, delete_vhost, log, use_bench_database  # noqa: E402 - after the path set-up
+from broker_ceiling import flood_events_per_s  # noqa: E402
 
 
 def main() -> int:
@@ -46,6 +51,8 @@ def main() -> int:
     args = parser.parse_args()
 
     use_bench_database("bench")
+    gauge = MachineGauge()
+    ceiling = flood_events_per_s()
     import requests
     from django.core.management import call_command
 
@@ -149,6 +156,8 @@ def main() -> int:
         "offered_per_s": round(sent / args.seconds, 1),
         "events": stored,
         "lost": lost,
+        "broker_ceiling_events_per_s": ceiling,
+        "machine": gauge.figures(),
     }
     print(json.dumps(result))
     return 0 if lost == 0 else 1

@@ -48,6 +48,13 @@ The last line printed is one JSON object:
                          flood and its settling (max_queue_size next to it)
   celery_confirm_per_s   plain Celery send_task with confirm_publish, one at a time
   celery_p99_ms          plain Celery send_task → handler start on an idle worker, p99
+  broker_ceiling_events_per_s
+                         measured first, with nothing else running: two-service flood
+                         events/s RabbitMQ alone takes right now (broker_ceiling.py's
+                         flood mix); dispatched_vs_ceiling = dispatched_per_s / it, a
+                         figure that moves less with the machine's speed
+  machine                python_loop_ms, pipe_round_trip_us, cpu_steal_pct
+                         (bench_setup.MachineGauge)
 """
 
 from __future__ import annotations
@@ -73,7 +80,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from bench_setup import create_vhost, delete_vhost, log, use_bench_database  # noqa: E402 - after the path set-up
+from bench_setup import MachineGauge, create_vhost, delete_vhost, log, use_bench_database  # noqa: E402 - after the path set-up
+from broker_ceiling import flood_events_per_s  # noqa: E402
 from celery import shared_task  # noqa: E402
 
 from project.queue_system.base_service import BaseQueueService  # noqa: E402
@@ -644,6 +652,8 @@ def main() -> int:
     mix = parse_mix(args.mix)
 
     use_bench_database("flood")
+    gauge = MachineGauge()
+    ceiling = flood_events_per_s()
     import redis
     from django.conf import settings
     from django.core.management import call_command
@@ -768,6 +778,9 @@ def main() -> int:
             "batch": args.batch,
             "handler_ms": args.handler_ms,
             "async_concurrency": args.async_concurrency,
+            "broker_ceiling_events_per_s": ceiling,
+            "dispatched_vs_ceiling": round(flooded["dispatched_events"] / flooded["elapsed"] / ceiling, 3),
+            "machine": gauge.figures(),
         }
     finally:
         cleanup = [
