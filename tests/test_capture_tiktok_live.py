@@ -179,6 +179,38 @@ def test_it_ends_the_session_when_the_live_ends(vhost, seeded):
     assert "🔚 The LIVE has ended" in run.output
 
 
+def test_it_says_when_it_falls_behind_the_live_and_when_it_catches_up(vhost, seeded):
+    wait = {"type": "wait", "seconds": 0.6}
+    steps = [
+        *[comment(f"early{n}", "on time") for n in range(8)],
+        wait,
+        # Two comments TikTok sent 6 s before they reached us (held up on the way).
+        {"type": "frame", "late": 6, "events": [comment("late1", "late"), comment("late2", "late")]},
+        wait,
+        *[comment(f"after{n}", "on time again") for n in range(3)],
+        wait,
+    ]
+    run = run_capture(vhost, steps)
+    assert run.returncode == 0, run.output
+    assert run.events().filter(event_type="CommentEvent").count() == 13
+    lines = run.output.splitlines()
+    behind = [n for n, line in enumerate(lines) if "behind the live: events arrive faster" in line]
+    caught_up = [n for n, line in enumerate(lines) if "The capture caught up with the live" in line]
+    assert len(behind) == 1 and len(caught_up) == 1, run.output
+    assert behind[0] < caught_up[0]
+    assert "The capture is 6." in lines[behind[0]] or "The capture is 5.9" in lines[behind[0]], lines[behind[0]]
+    assert run.summary["behind_warnings"] == 1
+    assert 5_500 <= run.summary["behind_max_ms"] < 9_000, run.summary
+
+
+def test_on_time_frames_raise_no_behind_warning(vhost, seeded):
+    run = run_capture(vhost, [comment(f"u{n}", "hola") for n in range(24)])
+    assert run.returncode == 0, run.output
+    assert "behind the live" not in run.output
+    assert run.summary["behind_warnings"] == 0
+    assert run.summary["behind_max_ms"] < 3_000
+
+
 @pytest.mark.parametrize(
     ("scenario", "message"),
     [

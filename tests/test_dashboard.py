@@ -57,3 +57,11 @@ def test_it_draws_a_live_view_pinned_at_the_top_of_a_terminal():
     assert "r\x1b" not in out.getvalue()  # same height: redrawn in place, region unchanged
     dashboard.close()
     assert out.getvalue().endswith("\n") and "\x1b[r" in out.getvalue()  # scroll region restored
+
+
+def test_it_shows_how_far_behind_the_live_the_capture_is_only_while_it_is():
+    assert "behind the live" not in "\n".join(render(sample()))
+    data = sample()
+    data.behind_seconds = 6.04
+    lines = render(data)
+    assert lines[lines.index("📊 Events captured: 42") + 1] == "⚠️  Capture behind the live: 6.0 s"

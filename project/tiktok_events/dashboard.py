@@ -32,6 +32,7 @@ class DashboardData:
     events_captured: int
     services: list[ServiceRow] = field(default_factory=list)
     note: str = ""
+    behind_seconds: float | None = None  # set while the capture is behind the live
 
 
 def render(data: DashboardData) -> list[str]:
@@ -45,6 +46,8 @@ def render(data: DashboardData) -> list[str]:
         f"📊 Events captured: {data.events_captured}",
         f"🔧 Workers active: {sum(1 for s in data.services if s.worker_up)}/{len(data.services)}",
     ]
+    if data.behind_seconds is not None:
+        lines.insert(-1, f"⚠️  Capture behind the live: {data.behind_seconds:.1f} s")
     for service in data.services:
         lines.append(f"{'🟢' if service.worker_up else '🔴'} {service.name}")
         lines.append(f"  • Pending: {service.pending}   • Processing: {service.processing}")

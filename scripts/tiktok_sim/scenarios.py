@@ -25,6 +25,8 @@ Transport steps::
 
     {"type": "wait",  "seconds": 0.5}
     {"type": "frame", "events": [<message steps>]}   several messages in one frame
+    {"type": "frame", "events": [...], "late": 6}    ...stamped as sent 6 s ago (it was held up
+                                   on the way: the capture is that far behind the live)
     {"type": "drop"}               close the TCP connection, no close frame
     {"type": "stall", "seconds": 40}  socket open, nothing sent (the watchdog case)
     {"type": "garbage"}            a WebSocket message that is not a push frame
@@ -67,6 +69,7 @@ class Action:
     kind: str
     specs: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    late: float = 0.0  # a frame's send time stamped this many seconds in the past
 
 
 @dataclass
@@ -112,7 +115,7 @@ def compile_steps(
             for event in events:
                 if event.get("type") not in MESSAGE_TYPES:
                     raise ScenarioError(f"step {number}: frame event {event!r} is not a message step")
-            actions.append(Action("frame", specs=list(events)))
+            actions.append(Action("frame", specs=list(events), late=float(step.get("late", 0))))
         elif kind in TRANSPORT_TYPES:
             flush()
             actions.append(Action(kind, seconds=float(step.get("seconds", 0))))

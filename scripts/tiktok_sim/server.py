@@ -320,15 +320,22 @@ async def _send_frame(action: Action, index: int, ws: web.WebSocketResponse, roo
     else:
         messages = [room.factory.build(spec) for spec in action.specs]
         body = bytes(room._fetch_result(messages))
-    await _send_messages(messages, body, ws, room, gzip_frames)
+    await _send_messages(messages, body, ws, room, gzip_frames, late=action.late)
 
 
 async def _send_messages(
-    messages: list[BaseProtoMessage], body: bytes, ws: web.WebSocketResponse, room: LiveRoom, gzip_frames: bool
+    messages: list[BaseProtoMessage],
+    body: bytes,
+    ws: web.WebSocketResponse,
+    room: LiveRoom,
+    gzip_frames: bool,
+    *,
+    late: float = 0.0,
 ) -> None:
     # ``now`` is stamped at send time (appending a field merges it into the encoded
-    # message): the capture measures frame-to-confirmation latency from it.
-    payload = body + bytes(ProtoMessageFetchResult(now=int(time.time() * 1000)))
+    # message), ``late`` seconds earlier for a frame that was held up on the way: the
+    # capture measures frame-to-confirmation latency, and how far behind it is, from it.
+    payload = body + bytes(ProtoMessageFetchResult(now=int((time.time() - late) * 1000)))
     headers = []
     if gzip_frames:
         payload = gzip.compress(payload, compresslevel=1)

@@ -68,5 +68,15 @@ class CaptureOutput:
     def warning(self, text: str) -> None:
         self.line(f"⚠️  {text}")
 
+    def behind(self, change: str, seconds: float) -> None:
+        if change == "behind":
+            self.warning(
+                f"The capture is {seconds:.1f} s behind the live: events arrive faster than this machine "
+                "stores and queues them, or the connection held them up. Services react that much later; "
+                "check the CPU, PostgreSQL and RabbitMQ (python manage.py doctor)."
+            )
+        else:
+            self.line(f"✅ The capture caught up with the live (now {seconds:.1f} s behind)")
+
     def finished(self, session_id: int, stored: int, reason: str) -> None:
         self.line(f"🏁 Session #{session_id} ended ({reason}): {stored} events stored")

@@ -32,6 +32,46 @@ log = logging.getLogger("capture")
 
 DEDUP_WINDOW = 200_000  # message ids remembered; reconnect replays reach back seconds, not hours
 WRITE_RETRY_SECONDS = (0.5, 1, 2, 5, 10)
+BEHIND_WARN_SECONDS = 3.0  # say so when the capture is this far behind the live
+CAUGHT_UP_SECONDS = 1.0  # ... and again once it is back under this
+BEHIND_REPEAT_SECONDS = 30.0  # while it stays behind, at most one warning per this many seconds
+
+
+class BehindMonitor:
+    """How far the capture is behind the live, batch by batch.
+
+    A frame's delay is TikTok's send time (``now`` of the push frame) → its events
+    stored and confirmed by RabbitMQ. The smallest delay seen in the session stands
+    for zero: it is the clock offset between TikTok and this machine plus the
+    quickest path, so a constant clock skew cancels out. (A capture that starts
+    behind counts from there.) ``observe`` says when to warn and when it caught up.
+    """
+
+    def __init__(self) -> None:
+        self.floor_ms: float | None = None
+        self.behind = False
+        self.warned_at = 0.0
+        self.max_ms = 0.0
+        self.warnings = 0
+        self.last_s = 0.0  # how far behind the last confirmed batch was
+
+    def observe(self, delays_ms: list[float], now: float) -> tuple[str, float] | None:
+        """One confirmed batch's delays → ("behind", seconds), ("caught-up", seconds) or None."""
+        if not delays_ms:
+            return None
+        low = min(delays_ms)
+        self.floor_ms = low if self.floor_ms is None else min(self.floor_ms, low)
+        lag = self.last_s = (max(delays_ms) - self.floor_ms) / 1000
+        self.max_ms = max(self.max_ms, lag * 1000)
+        if lag >= BEHIND_WARN_SECONDS:
+            if not self.behind or now - self.warned_at >= BEHIND_REPEAT_SECONDS:
+                self.behind, self.warned_at = True, now
+                self.warnings += 1
+                return "behind", lag
+        elif self.behind and lag < CAUGHT_UP_SECONDS:
+            self.behind = False
+            return "caught-up", lag
+        return None
 
 
 class RecentIds:
@@ -70,6 +110,7 @@ class CaptureStats:
     handler_to_confirm_ms: list[float] = field(default_factory=list)
     first_received: float | None = None
     last_confirmed: float | None = None
+    behind: BehindMonitor = field(default_factory=BehindMonitor)
 
     @property
     def total_stored(self) -> int:
@@ -91,6 +132,8 @@ class CaptureStats:
             "events_per_s": round(confirmed / span, 1) if span > 0 else None,
             "frame_to_confirm_ms": percentiles(self.frame_to_confirm_ms),
             "handler_to_confirm_ms": percentiles(self.handler_to_confirm_ms),
+            "behind_max_ms": round(self.behind.max_ms, 1),
+            "behind_warnings": self.behind.warnings,
         }
 
 
@@ -348,9 +391,14 @@ class CapturePipeline:
         confirmed_wall = settled.confirmed_at or now_wall
         confirmed_mono = time.monotonic() - max(0.0, now_wall - confirmed_wall)
         stats.last_confirmed = max(stats.last_confirmed or 0.0, confirmed_mono)
+        delays: list[float] = []
         for row in dispatched:
             if row.pk is None:
                 continue
             if row.event.frame_sent_ms:
-                stats.frame_to_confirm_ms.append(confirmed_wall * 1000 - row.event.frame_sent_ms)
+                delays.append(confirmed_wall * 1000 - row.event.frame_sent_ms)
             stats.handler_to_confirm_ms.append((confirmed_mono - row.event.received_mono) * 1000)
+        stats.frame_to_confirm_ms += delays
+        change = stats.behind.observe(delays, confirmed_mono)
+        if change is not None:
+            self.output.behind(*change)

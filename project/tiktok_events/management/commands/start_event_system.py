@@ -149,6 +149,9 @@ class Command(BaseCommand):
             services=rows,
             note=note,
         )
+        behind = runner.pipeline.stats.behind
+        if behind.behind:
+            data.behind_seconds = behind.last_s
         dashboard.show(data)
 
     async def _drain(self, runner, supervisor, say: CaptureOutput, timeout: float) -> None:
