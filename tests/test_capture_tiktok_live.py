@@ -203,6 +203,24 @@ def test_it_says_when_it_falls_behind_the_live_and_when_it_catches_up(vhost, see
     assert 5_500 <= run.summary["behind_max_ms"] < 9_000, run.summary
 
 
+def test_a_streak_closed_by_its_timeout_is_not_taken_for_lag(vhost, seeded):
+    # Its dispatch waits out the 4 s timeout after its last repeat, on purpose.
+    steps = [
+        comment("first", "hola"),
+        {"type": "wait", "seconds": 0.5},
+        gift("tapper", "Rose", repeat=3, lose_end=True),
+        {"type": "wait", "seconds": 5.5},
+        comment("after", "still here"),
+        {"type": "wait", "seconds": 0.5},
+    ]
+    run = run_capture(vhost, steps, args=["--streak-timeout", "4"])
+    assert run.returncode == 0, run.output
+    assert run.events().get(event_type="GiftEvent").streak_status == LiveEvent.Streak.TIMED_OUT
+    assert "behind the live" not in run.output
+    assert run.summary["behind_warnings"] == 0
+    assert run.summary["frame_to_confirm_ms"]["max"] >= 4_000  # the streak's own wait, still measured
+
+
 def test_on_time_frames_raise_no_behind_warning(vhost, seeded):
     run = run_capture(vhost, [comment(f"u{n}", "hola") for n in range(24)])
     assert run.returncode == 0, run.output

@@ -24,7 +24,7 @@ from typing import Any
 from project.tiktok_events.capture.batches import Settled, WriteBatch, WriteResult
 from project.tiktok_events.capture.normalize import TRANSPORT_EVENTS, CapturedEvent, normalize
 from project.tiktok_events.capture.output import CaptureOutput
-from project.tiktok_events.capture.rows import EventRow
+from project.tiktok_events.capture.rows import EventRow, Streak
 from project.tiktok_events.capture.streaks import StreakTracker
 from project.tiktok_events.capture.writer import BatchWriter
 
@@ -391,14 +391,16 @@ class CapturePipeline:
         confirmed_wall = settled.confirmed_at or now_wall
         confirmed_mono = time.monotonic() - max(0.0, now_wall - confirmed_wall)
         stats.last_confirmed = max(stats.last_confirmed or 0.0, confirmed_mono)
-        delays: list[float] = []
+        behind: list[float] = []  # a streak closed by its timeout waited on purpose: not lag
         for row in dispatched:
             if row.pk is None:
                 continue
             if row.event.frame_sent_ms:
-                delays.append(confirmed_wall * 1000 - row.event.frame_sent_ms)
+                delay = confirmed_wall * 1000 - row.event.frame_sent_ms
+                stats.frame_to_confirm_ms.append(delay)
+                if row.streak_status != Streak.TIMED_OUT:
+                    behind.append(delay)
             stats.handler_to_confirm_ms.append((confirmed_mono - row.event.received_mono) * 1000)
-        stats.frame_to_confirm_ms += delays
-        change = stats.behind.observe(delays, confirmed_mono)
+        change = stats.behind.observe(behind, confirmed_mono)
         if change is not None:
             self.output.behind(*change)
