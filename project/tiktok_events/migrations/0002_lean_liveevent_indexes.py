@@ -28,12 +28,11 @@ def lean(apps, schema_editor):
     qn = schema_editor.quote_name
     for column, name in KEPT:
         old = _auto_name(schema_editor, column)
-        if _exists(schema_editor, name):
-            pass
-        elif _exists(schema_editor, old):
-            schema_editor.execute(f"ALTER INDEX {qn(old)} RENAME TO {qn(name)}")
-        else:
-            schema_editor.execute(f"CREATE INDEX {qn(name)} ON {qn(TABLE)} ({qn(column)})")
+        if not _exists(schema_editor, name):
+            if _exists(schema_editor, old):
+                schema_editor.execute(f"ALTER INDEX {qn(old)} RENAME TO {qn(name)}")
+            else:
+                schema_editor.execute(f"CREATE INDEX {qn(name)} ON {qn(TABLE)} ({qn(column)})")
         schema_editor.execute(f"DROP INDEX IF EXISTS {qn(_auto_name(schema_editor, column, '_like'))}")
     for column in DROPPED:
         schema_editor.execute(f"DROP INDEX IF EXISTS {qn(_auto_name(schema_editor, column))}")
