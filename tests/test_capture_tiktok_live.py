@@ -83,6 +83,10 @@ def test_it_stores_and_dispatches_a_whole_flood(vhost, seeded):
     assert stored == {STORED_AS[kind]: count for kind, count in expected.items()}
     assert run.summary["queue_items_unconfirmed"] == 0
     assert_every_event_confirmed(run)
+    # Where each batch's time went: one transaction and one confirmed publish per batch with items.
+    store, confirm = run.summary["store_ms"], run.summary["confirm_ms"]
+    assert store["count"] == confirm["count"] >= 10, run.summary
+    assert 0 < store["p50"] <= store["max"] and 0 < confirm["p50"] <= confirm["max"]
 
 
 def test_it_dispatches_each_streak_once_with_its_final_count(vhost, seeded):

@@ -17,6 +17,11 @@ The last line printed is one JSON object:
   capture_p50_ms  the median of the same
   offered_per_s   messages per second the simulator sent
   lost            messages sent but not stored + QueueItems not confirmed (must be 0)
+  store_p50_ms/store_p99_ms/store_max_ms
+                  per batch, in the writer process: its PostgreSQL transaction (rows,
+                  QueueItems, commit); a commit waiting on a slow disk flush shows here
+  confirm_p50_ms/confirm_p99_ms/confirm_max_ms
+                  per batch: publishing its QueueItems until RabbitMQ confirmed them all
   broker_ceiling_events_per_s
                   measured first: two-service flood events/s RabbitMQ alone takes right
                   now (broker_ceiling.py's flood mix), the machine's speed for this run
@@ -156,11 +161,18 @@ def main() -> int:
         "offered_per_s": round(sent / args.seconds, 1),
         "events": stored,
         "lost": lost,
+        **stage_figures("store", summary.get("store_ms")),
+        **stage_figures("confirm", summary.get("confirm_ms")),
         "broker_ceiling_events_per_s": ceiling,
         "machine": gauge.figures(),
     }
     print(json.dumps(result))
     return 0 if lost == 0 else 1
+
+
+def stage_figures(name: str, figures: dict | None) -> dict:
+    figures = figures or {}
+    return {f"{name}_{key}_ms": figures.get(key) for key in ("p50", "p99", "max")}
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class Settled:
     items_unconfirmed: int = 0
     error: str = ""
     confirmed_at: float = 0.0  # time.time() once the broker's confirms were read
+    publish_ms: float = 0.0  # publishing the batch's items and waiting for their confirms
 
 
 @dataclass
@@ -40,3 +41,4 @@ class WriteResult:
     dispatched_events: int = 0
     items_created: int = 0
     settled: list[Settled] = field(default_factory=list)
+    store_ms: float = 0.0  # the batch's transaction: rows, QueueItems, commit

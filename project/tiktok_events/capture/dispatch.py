@@ -111,9 +111,12 @@ class PublishStage:
 
     def _publish(self, job: tuple[int, list]) -> None:
         number, items = job
+        started = time.perf_counter()
         try:
             outcome = self.dispatcher.publish_items(items, mark=False)
-            settled = Settled(number, outcome.pending, outcome.error, time.time())
+            settled = Settled(
+                number, outcome.pending, outcome.error, time.time(), (time.perf_counter() - started) * 1000
+            )
             if outcome.confirmed_ids:
                 self._marker.put(outcome.confirmed_ids)
         except Exception as exc:
@@ -147,12 +150,18 @@ def _dispatcher():
 def write_and_dispatch(batch: WriteBatch) -> WriteResult:
     """Store the batch with its QueueItems (one transaction), then queue the items for publishing."""
     stage = _stage()
+    started = time.perf_counter()
     try:
         ids, events, items = _store(batch, stage)
     except DUPLICATE_ERRORS:
         # A message of the batch is already stored (see write_batch): again, row by row.
         ids, events, items = _store(batch, stage, skip_duplicates=True)
-    result = WriteResult(ids=ids, dispatched_events=len(events), items_created=len(items))
+    result = WriteResult(
+        ids=ids,
+        dispatched_events=len(events),
+        items_created=len(items),
+        store_ms=(time.perf_counter() - started) * 1000,
+    )
     if items:
         stage.submit(batch.number, items)
     else:

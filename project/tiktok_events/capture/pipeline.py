@@ -108,6 +108,10 @@ class CaptureStats:
     # broker's confirmation of its QueueItems; and from our handler to the same.
     frame_to_confirm_ms: list[float] = field(default_factory=list)
     handler_to_confirm_ms: list[float] = field(default_factory=list)
+    # Per batch, in the writer: its transaction (rows, QueueItems, commit), and publishing its
+    # items until RabbitMQ confirmed them: where a slow disk or a busy broker shows.
+    store_ms: list[float] = field(default_factory=list)
+    confirm_ms: list[float] = field(default_factory=list)
     first_received: float | None = None
     last_confirmed: float | None = None
     behind: BehindMonitor = field(default_factory=BehindMonitor)
@@ -132,6 +136,8 @@ class CaptureStats:
             "events_per_s": round(confirmed / span, 1) if span > 0 else None,
             "frame_to_confirm_ms": percentiles(self.frame_to_confirm_ms),
             "handler_to_confirm_ms": percentiles(self.handler_to_confirm_ms),
+            "store_ms": percentiles(self.store_ms),
+            "confirm_ms": percentiles(self.confirm_ms),
             "behind_max_ms": round(self.behind.max_ms, 1),
             "behind_warnings": self.behind.warnings,
         }
@@ -360,6 +366,8 @@ class CapturePipeline:
         stats.batches += 1
         stats.items_created += result.items_created
         stats.dispatched_events += result.dispatched_events
+        if result.items_created:
+            stats.store_ms.append(result.store_ms)
         # A gift is announced when it is dispatched (a streak: at its end), the rest when stored.
         dispatched_gifts = {id(row) for row in dispatched if row.event.event_type == "GiftEvent"}
         for row in inserted:
@@ -391,6 +399,8 @@ class CapturePipeline:
         confirmed_wall = settled.confirmed_at or now_wall
         confirmed_mono = time.monotonic() - max(0.0, now_wall - confirmed_wall)
         stats.last_confirmed = max(stats.last_confirmed or 0.0, confirmed_mono)
+        if settled.publish_ms:
+            stats.confirm_ms.append(settled.publish_ms)
         behind: list[float] = []  # a streak closed by its timeout waited on purpose: not lag
         for row in dispatched:
             if row.pk is None:
