@@ -47,8 +47,7 @@ def random_scalar(rng: random.Random, meta: betterproto2.FieldMetadata, cls: typ
     if proto_type == betterproto2.TYPE_BOOL:
         return rng.random() < 0.5
     if proto_type in (betterproto2.TYPE_FLOAT, betterproto2.TYPE_DOUBLE):
-        value = rng.choice([0.0, -1.5, 3.25, 1e30, rng.uniform(-1e6, 1e6)])
-        return value
+        return rng.choice([0.0, -1.5, 3.25, 1e30, rng.uniform(-1e6, 1e6)])
     if proto_type == betterproto2.TYPE_STRING:
         return rng.choice(TEXTS)
     if proto_type == betterproto2.TYPE_BYTES:

@@ -114,9 +114,8 @@ class PublishStage:
         started = time.perf_counter()
         try:
             outcome = self.dispatcher.publish_items(items, mark=False)
-            settled = Settled(
-                number, outcome.pending, outcome.error, time.time(), (time.perf_counter() - started) * 1000
-            )
+            publish_ms = (time.perf_counter() - started) * 1000
+            settled = Settled(number, outcome.pending, outcome.error, time.time(), publish_ms=publish_ms)
             if outcome.confirmed_ids:
                 self._marker.put(outcome.confirmed_ids)
         except Exception as exc:

@@ -18,8 +18,8 @@ buffer, a wire type 3, 4, 6 or 7, a varint over 10 bytes) raises ``Unusual``,
 and the caller parses the whole message again with betterproto2, whose result
 or error is then the answer: malformed frames behave exactly as before.
 
-``tests/test_proto_decode.py`` compares the two on every message the simulator
-sends and on thousands of corrupted ones.
+``tests/test_proto_decode.py`` compares the two on every TikTokLive message class
+filled at random, on a class with every field type, and on corrupted bytes.
 """
 
 from __future__ import annotations
@@ -234,12 +234,12 @@ def _decode(cls: type, data: bytes, i: int, end: int, empty: Callable[[type], An
         if field is None:
             unknown += data[start:i]
             continue
-        kind = field.kind
-        if field.wire != wire:  # packed repeated numbers (length-delimited) among them
+        if field.wire != wire:  # maps, wrapped types, and packed repeated numbers among them
             if value is None:
                 value = data[value_start:i]
             _generic(message, field, wire, value)
             continue
+        kind = field.kind
         if kind == MESSAGE:
             nested, in_place = field.target
             if in_place:
@@ -271,13 +271,8 @@ def _decode(cls: type, data: bytes, i: int, end: int, empty: Callable[[type], An
         elif kind == ZIGZAG32:
             value &= _MASK32
             value = (value >> 1) ^ (-(value & 1))
-        elif kind == FIXED:
+        else:  # FIXED (GENERIC fields have no wire type of their own: always the branch above)
             value = field.target(value)[0]
-        else:
-            if value is None:
-                value = data[value_start:i]
-            _generic(message, field, wire, value)
-            continue
         if field.repeated:
             getattr(message, field.name).append(value)
         elif direct:

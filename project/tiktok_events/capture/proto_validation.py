@@ -23,7 +23,7 @@ validate them again at its end. The empty instance is what ``cls()`` makes
 ``_unknown_fields = b""`` as ``__post_init__`` sets it); the validation at
 the end of ``load`` is the one that checks what was parsed, unchanged.
 And it decodes with ``proto_decode``'s loop (the same result as ``load``,
-several times faster), handing anything unusual back to ``load``.
+about twice as fast), handing anything unusual back to ``load``.
 
 ``warm_up(classes)`` builds, before the live's first frame, what betterproto2
 and pydantic otherwise build on the first message of each class (field
