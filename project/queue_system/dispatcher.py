@@ -272,14 +272,7 @@ class EventDispatcher:
         # Phase 1: every item, then one wait for all the confirms.
         arming: dict[tuple[str, str], list[QueueItem | NewItem]] = defaultdict(list)
         for item in items:
-            slug = item.service.slug
-            if item.discardable:
-                name = queues.discardable_queue_name(slug, item.event_type)
-                message = discardable_message(item.pk, item.event_type, item.priority)
-            else:
-                name = queues.main_queue_name(slug)
-                message = process_event_message(item.pk, item.priority)
-            publisher.publish(message, queues.EXCHANGE, name, key=item.pk)
+            publish_item(publisher, item, key=item.pk)
         delivered = publisher.wait()
         confirmed = [item.pk for item in items if delivered.get(item.pk)]
         for item in items:
@@ -289,19 +282,33 @@ class EventDispatcher:
         # confirmed in their queue — see drain.py), one ticket per token taken.
         if arming:
             try:
-                arm_many(
-                    publisher,
-                    [
-                        (slug, event_type, min(typed[0].service.worker_concurrency, len(typed)), typed[0].priority)
-                        for (slug, event_type), typed in arming.items()
-                    ],
-                )
+                arm_many(publisher, arming_requests(arming))
             except (BrokerError, *CONNECTION_ERRORS) as exc:
                 # The events are safely in their queues; a token taken without
                 # its ticket is repaired by the worker's watchdog.
                 logger.warning("arming failed after the events were confirmed", extra={"error": str(exc)})
                 self._reset()
         return confirmed
+
+
+def publish_item(publisher: ConfirmingPublisher, item: QueueItem | NewItem, key) -> None:
+    """Encode one item's message: a task in ``svc.<slug>`` or a message in its discardable queue."""
+    slug = item.service.slug
+    if item.discardable:
+        name = queues.discardable_queue_name(slug, item.event_type)
+        message = discardable_message(item.pk, item.event_type, item.priority)
+    else:
+        name = queues.main_queue_name(slug)
+        message = process_event_message(item.pk, item.priority)
+    publisher.publish(message, queues.EXCHANGE, name, key=key)
+
+
+def arming_requests(arming: dict[tuple[str, str], list]) -> list[tuple[str, str, int, int]]:
+    """(slug, type, tokens wanted, ticket priority) for the confirmed discardable items of each type."""
+    return [
+        (slug, event_type, min(typed[0].service.worker_concurrency, len(typed)), typed[0].priority)
+        for (slug, event_type), typed in arming.items()
+    ]
 
 
 @dataclass(slots=True)

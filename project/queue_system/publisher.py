@@ -114,8 +114,38 @@ class ConfirmingPublisher:
         results, self._results = self._results, {}
         return results
 
+    @property
+    def unsettled(self) -> int:
+        return len(self._unsettled)
+
+    def read(self, timeout: float) -> dict[Hashable, bool]:
+        """Write what is published, then read the confirms that arrive within ``timeout``.
+
+        Returns {key: delivered} for what settled since the last read. For a
+        stream (``pipeline.DispatchPipeline``): nothing has to be settled when
+        it returns, and the caller publishes more in between.
+        """
+        self.flush()
+        if self._unsettled:
+            deadline = time.monotonic() + timeout
+            with self.connection.transport.having_timeout(timeout):
+                while self._unsettled and time.monotonic() < deadline:
+                    try:
+                        self.connection.drain_events(timeout=None)
+                    except TimeoutError:
+                        break
+        results, self._results = self._results, {}
+        return results
+
     def _settle(self, delivery_tag: int, multiple: bool, ok: bool) -> None:
-        tags = [t for t in self._unsettled if t <= delivery_tag] if multiple else [delivery_tag]
+        if multiple:
+            tags = []
+            for tag in self._unsettled:  # in publishing order, i.e. by tag
+                if tag > delivery_tag:
+                    break
+                tags.append(tag)
+        else:
+            tags = [delivery_tag]
         for tag in tags:
             key = self._unsettled.pop(tag, None)
             if key is None:

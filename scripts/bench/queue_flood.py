@@ -22,15 +22,21 @@ Phases, in this order:
      log splits it: call → insert, insert → claimed, claimed → handler.
   3. SYNC worker rate: a backlog of non-discardable items for the SYNC service
      only, no-op handler.
-  4. Flood: ``dispatch_many`` in batches of the mix to both services, while the
-     workers run and the discardable queues are sampled with passive declares;
-     then everything must settle. ``--phase-times`` logs where dispatch_many
-     spent its time.
+  4. Flood: batches of the mix to both services through the pipelined
+     dispatcher the capture uses (``queue_system.pipeline.DispatchPipeline``:
+     this thread creates each batch's items, another publishes them and reads
+     the confirms as they come, a third marks them), while the workers run and
+     the discardable queues are sampled with passive declares; then everything
+     must settle. ``--sequential`` floods through ``EventDispatcher.dispatch_many``
+     instead, one batch after the other (insert, publish, confirm, mark, arm);
+     ``--phase-times`` logs where that spent its time.
 
 The last line printed is one JSON object:
-  dispatched_per_s       flood events per second through dispatch_many, every item
-                         created in PostgreSQL and publisher-confirmed (wall time of
-                         the dispatch loop)
+  dispatched_per_s       flood events per second through the pipeline (or
+                         dispatch_many with --sequential), every item created in
+                         PostgreSQL, publisher-confirmed and marked dispatched (wall
+                         time from the first batch until the last one is marked);
+                         "dispatch" names which
   dispatched_items_per_s the same in QueueItems (one broker message each, as one
                          celery_confirm_per_s task): two per event here, one per service
   keep_p50_ms/p99_ms     dispatch call → handler start of a non-discardable item
@@ -456,6 +462,7 @@ def worker_rate(args, dispatcher, session, sync, asyncs) -> float:
 def flood(args, dispatcher, session, services, mix) -> dict:
     from project.queue_system import queues
     from project.queue_system.models import QueueItem, ServiceEventConfig
+    from project.queue_system.pipeline import DispatchPipeline
     from project.tiktok_events.models import LiveEvent
 
     counts = mix_counts(mix, args.events)
@@ -483,16 +490,25 @@ def flood(args, dispatcher, session, services, mix) -> dict:
     mark = last_item_id()
     sampler = DepthSampler(watched, args.sample_ms / 1000)
     sampler.start()
-    timings = PhaseTimes(dispatcher) if args.phase_times else None
+    timings = PhaseTimes(dispatcher) if args.phase_times and args.sequential else None
     log(f"flood: {args.events} events {counts} in batches of {args.batch}, handler {args.handler_ms:g} ms ...")
     confirmed = created = pending = 0
+    pipeline = None if args.sequential else DispatchPipeline()
     try:
         started = time.perf_counter()
-        for start in range(0, len(events), args.batch):
-            result = dispatcher.dispatch_many(events[start : start + args.batch])
-            created += result.created
-            confirmed += result.confirmed
-            pending += result.pending
+        for number, start in enumerate(range(0, len(events), args.batch)):
+            batch = events[start : start + args.batch]
+            if pipeline is None:
+                result = dispatcher.dispatch_many(batch)
+                created += result.created
+                confirmed += result.confirmed
+                pending += result.pending
+            else:
+                created += pipeline.dispatch_many(batch, number)
+        if pipeline is not None:
+            outcomes = pipeline.finish()
+            pending = sum(outcome.unconfirmed for outcome in outcomes)
+            confirmed = created - pending
         elapsed = time.perf_counter() - started
         log(f"flood dispatched in {elapsed:.2f} s: {created} items created, {confirmed} confirmed, {pending} pending")
         if timings is not None:
@@ -512,6 +528,8 @@ def flood(args, dispatcher, session, services, mix) -> dict:
     finally:
         sampler.done.set()
         sampler.join(timeout=10)
+        if pipeline is not None:
+            pipeline.close()
     if sampler.error is not None:
         raise RuntimeError(f"depth sampler failed: {sampler.error!r}")
     # Only events whose every item was created and confirmed count as dispatched.
@@ -647,7 +665,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7, help="shuffle of the mix")
     parser.add_argument("--worker-loglevel", default="INFO")
     parser.add_argument("--keep-logs", action="store_true", help="print where the worker logs are and keep them")
-    parser.add_argument("--phase-times", action="store_true", help="print where dispatch_many spends its time")
+    parser.add_argument(
+        "--sequential", action="store_true", help="flood through EventDispatcher.dispatch_many, one batch at a time"
+    )
+    parser.add_argument(
+        "--phase-times", action="store_true", help="with --sequential: print where dispatch_many spends its time"
+    )
     args = parser.parse_args()
     mix = parse_mix(args.mix)
 
@@ -776,6 +799,7 @@ def main() -> int:
             "celery_p99_ms": round(percentile(celery_latencies, 0.99), 2),
             "events": args.events,
             "batch": args.batch,
+            "dispatch": "sequential" if args.sequential else "pipeline",
             "handler_ms": args.handler_ms,
             "async_concurrency": args.async_concurrency,
             "broker_ceiling_events_per_s": ceiling,

@@ -1,0 +1,345 @@
+"""DispatchPipeline: batches of QueueItems published as a stream, their confirms read as they come.
+
+``EventDispatcher.publish_items`` publishes a batch and waits for it, so one
+batch costs its insert, the broker's confirm round trip and the arming's round
+trip, one after the other. Under a flood that chain, not the machine, sets the
+pace (queue_flood.py: about 3,000 events/s with every worker stopped, half of
+that with them running). The pipeline splits it across three threads:
+
+- the caller creates the items (``create_items``, in its own transaction, or
+  ``dispatch_many`` here) and ``submit``s them;
+- the publishing thread writes each batch as soon as it arrives and reads the
+  broker's confirms as they come back, with up to ``window`` batches
+  unconfirmed. A batch whose items are all confirmed is *settled*: its
+  discardable types are armed (tokens, then a ticket for each token taken,
+  published into the same stream: arming costs no wait of its own) and its
+  confirmed ids go to
+- the marking thread (``mark_dispatched``).
+
+The rules of ``publish_items`` hold: an item is marked only once the broker
+confirmed it; a type is armed only after its batch's events are confirmed in
+their queue (drain.py); a broker that went away gets one retry of the
+unconfirmed items on a fresh connection, then they stay ``pending``, and once a
+batch is confirmed again the pipeline runs ``redispatch_pending`` itself.
+Batches are published in the order they were submitted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+
+from project.queue_system import topology
+from project.queue_system.broker import CONNECTION_ERRORS, BrokerError
+from project.queue_system.dispatcher import (
+    EventDispatcher,
+    NewItem,
+    arming_requests,
+    mark_dispatched,
+    publish_item,
+    redispatch_pending,
+)
+from project.queue_system.drain import publish_ticket
+from project.queue_system.models import QueueItem
+from project.queue_system.publisher import ConfirmTimeout
+from project.queue_system.queues import arm_queue_name
+from project.queue_system.task_messages import arm_token_message
+
+log = logging.getLogger("queue.pipeline")
+
+# Batches submitted and not yet published; a full queue makes ``submit`` wait
+# (the broker sets the pace, memory stays bounded).
+MAX_WAITING_BATCHES = 2
+# Batches published and not yet settled.
+WINDOW = 4
+# How long one read of the confirm stream lasts before the thread looks for a new batch.
+POLL_SECONDS = 0.002
+CONFIRM_TIMEOUT = 30.0
+
+BROKER_ERRORS = (BrokerError, topology.TopologyError, *CONNECTION_ERRORS)
+
+
+@dataclass
+class BatchOutcome:
+    """A batch whose publishing is over: every item confirmed, or the rest left pending."""
+
+    number: int
+    items: int
+    unconfirmed: int = 0
+    error: str = ""
+    confirmed_at: float = 0.0  # time.time() when its last confirm was read
+    publish_ms: float = 0.0  # from its first publish to its last confirm
+
+
+@dataclass
+class _Batch:
+    seq: int
+    number: int
+    items: list[QueueItem | NewItem]
+    started: float = field(default_factory=time.perf_counter)
+    waiting: set[int] = field(default_factory=set)  # pks not confirmed yet
+    delivered: list[int] = field(default_factory=list)
+    attempts: int = 0
+
+
+class ThreadWorker:
+    """A thread running ``handle(job)`` for each job, in order, with its own PostgreSQL connection."""
+
+    def __init__(self, name: str, handle, maxsize: int = 0) -> None:
+        self._handle = handle
+        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, job) -> None:
+        self._queue.put(job)
+
+    def join(self) -> None:
+        """Until every job put so far is done."""
+        self._queue.join()
+
+    def stop(self) -> None:
+        self._queue.join()
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                job = self._queue.get()
+                try:
+                    if job is None:
+                        return
+                    self._handle(job)
+                except Exception:
+                    log.exception("%s failed", self._thread.name)
+                finally:
+                    self._queue.task_done()
+        finally:
+            connection.close()
+
+
+def _mark(ids: list[int]) -> None:
+    # A mark lost here (PostgreSQL gone) leaves the items undispatched: redispatch_pending
+    # publishes them once more, harmless (a finished item never runs twice).
+    mark_dispatched(ids)
+
+
+_STOP = object()
+
+
+class DispatchPipeline:
+    def __init__(self, broker_url: str | None = None, *, window: int = WINDOW) -> None:
+        self.dispatcher = EventDispatcher(broker_url)  # its connection is this pipeline's alone
+        self.window = window
+        self._jobs: queue.Queue = queue.Queue(maxsize=MAX_WAITING_BATCHES)
+        self._settled: list[BatchOutcome] = []
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._in_flight: dict[int, _Batch] = {}
+        self._control: set = set()  # arming tokens and tickets not confirmed yet
+        self._redispatch_due = False
+        self._marker = ThreadWorker("dispatch-mark", _mark)
+        self._thread = threading.Thread(target=self._run, name="dispatch-publish", daemon=True)
+        self._thread.start()
+
+    # -- the caller's side --------------------------------------------------
+
+    def dispatch_many(self, events, number: int = 0) -> int:
+        """Create the events' items (this thread) and submit them; how many were created.
+
+        Inside a transaction they are submitted when it commits (a worker must find the rows).
+        """
+        items = self.dispatcher.create_items([e for e in events if e is not None])
+        if connection.in_atomic_block:
+            transaction.on_commit(lambda: self.submit(number, items))
+        else:
+            self.submit(number, items)
+        return len(items)
+
+    def submit(self, number: int, items: list[QueueItem | NewItem]) -> None:
+        """Queue committed items for publishing (waits while ``MAX_WAITING_BATCHES`` are queued)."""
+        if not items:
+            self._report(BatchOutcome(number, 0, confirmed_at=time.time()))
+            return
+        self._jobs.put((number, list(items)))
+
+    def take_settled(self) -> list[BatchOutcome]:
+        with self._lock:
+            settled, self._settled = self._settled, []
+        return settled
+
+    def finish(self) -> list[BatchOutcome]:
+        """Wait until every submitted batch is settled and marked; what settled since the last take."""
+        self._jobs.join()
+        self._marker.join()
+        return self.take_settled()
+
+    def close(self) -> None:
+        self._jobs.put(_STOP)
+        self._thread.join(timeout=CONFIRM_TIMEOUT + 10)
+        self._marker.stop()
+        self.dispatcher.close()
+
+    # -- the publishing thread ----------------------------------------------
+
+    @property
+    def _busy(self) -> bool:
+        return bool(self._in_flight or self._control)
+
+    def _run(self) -> None:
+        stopping = False
+        try:
+            while True:
+                job = None
+                if not self._busy:
+                    if stopping:
+                        return
+                    if self._redispatch_due:
+                        self._redispatch()
+                    job = self._jobs.get()
+                elif not stopping and len(self._in_flight) < self.window:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        pass
+                if job is _STOP:
+                    stopping = True
+                    self._jobs.task_done()
+                    continue
+                try:
+                    if job is not None:
+                        self._start(*job)
+                    else:
+                        self._read()
+                except BROKER_ERRORS as exc:
+                    self._broker_failed(exc)
+                except Exception as exc:
+                    log.exception("dispatch pipeline failed; its unconfirmed items stay pending")
+                    self._give_up(list(self._in_flight.values()), f"{type(exc).__name__}: {exc}")
+        finally:
+            connection.close()
+
+    def _start(self, number: int, items: list) -> None:
+        batch = _Batch(next(self._seq), number, items, waiting={item.pk for item in items})
+        self._in_flight[batch.seq] = batch
+        self._publish(batch)
+
+    def _publish(self, batch: _Batch) -> None:
+        batch.attempts += 1
+        publisher = self.dispatcher._ensure_connection()
+        self.dispatcher._ensure_topology(batch.items)
+        for item in batch.items:
+            if item.pk in batch.waiting:
+                publish_item(publisher, item, key=("item", batch.seq, item.pk))
+        publisher.flush()
+
+    def _read(self) -> None:
+        publisher = self.dispatcher._ensure_connection()
+        results = publisher.read(POLL_SECONDS)
+        for key, delivered in results.items():
+            kind = key[0]
+            if kind == "item":
+                batch = self._in_flight.get(key[1])
+                if batch is None:
+                    continue
+                batch.waiting.discard(key[2])
+                if delivered:
+                    batch.delivered.append(key[2])
+                if not batch.waiting:
+                    self._settle(batch)
+            else:
+                self._control.discard(key)
+                if kind == "token" and delivered:
+                    _, slug, event_type, n, priority = key
+                    ticket = ("ticket", slug, event_type, n, next(self._seq))
+                    publish_ticket(publisher, slug, event_type, priority, key=ticket)
+                    self._control.add(ticket)
+                elif kind == "ticket" and not delivered:
+                    # Its token is taken with no ticket behind it: the worker's watchdog re-arms.
+                    log.warning("a drain ticket was not confirmed", extra={"service": key[1], "event_type": key[2]})
+        oldest = next(iter(self._in_flight.values()), None)
+        if oldest is not None and time.perf_counter() - oldest.started > CONFIRM_TIMEOUT * oldest.attempts:
+            raise ConfirmTimeout(f"{len(oldest.waiting)} publish(es) not confirmed within {CONFIRM_TIMEOUT:.0f} s")
+
+    def _settle(self, batch: _Batch, error: str = "") -> None:
+        del self._in_flight[batch.seq]
+        if batch.delivered:
+            self._marker.put(batch.delivered)
+        if not error:
+            self._arm(batch)
+            if self.dispatcher._broker_failed_at is not None:
+                self._redispatch_due = True  # the broker is back: what was left pending goes too
+        self._report(
+            BatchOutcome(
+                batch.number,
+                len(batch.items),
+                unconfirmed=len(batch.items) - len(batch.delivered),
+                error=error,
+                confirmed_at=time.time(),
+                publish_ms=(time.perf_counter() - batch.started) * 1000,
+            )
+        )
+        self._jobs.task_done()
+
+    def _arm(self, batch: _Batch) -> None:
+        confirmed = set(batch.delivered)
+        arming: dict[tuple[str, str], list] = defaultdict(list)
+        for item in batch.items:
+            if item.discardable and item.pk in confirmed:
+                arming[(item.service.slug, item.event_type)].append(item)
+        if not arming:
+            return
+        publisher = self.dispatcher._ensure_connection()
+        for slug, event_type, wanted, priority in arming_requests(arming):
+            for n in range(wanted):
+                key = ("token", slug, event_type, n, priority)
+                if key not in self._control:  # the same token already asked for by an earlier batch
+                    publisher.publish(arm_token_message(), "", arm_queue_name(slug, event_type), key=key)
+                    self._control.add(key)
+
+    def _report(self, outcome: BatchOutcome) -> None:
+        with self._lock:
+            self._settled.append(outcome)
+
+    def _broker_failed(self, exc: Exception) -> None:
+        """One retry of every unconfirmed item on a fresh connection, then they stay pending."""
+        error = f"{type(exc).__name__}: {exc}"
+        self.dispatcher._reset()
+        # Tokens taken without their ticket are the watchdog's to repair.
+        self._control.clear()
+        batches = list(self._in_flight.values())
+        retry = [b for b in batches if b.attempts < 2 and not isinstance(exc, topology.TopologyError)]
+        self._give_up([b for b in batches if b not in retry], error)
+        try:
+            for batch in retry:
+                self._publish(batch)
+        except BROKER_ERRORS as again:
+            self.dispatcher._reset()
+            self._give_up(retry, f"{type(again).__name__}: {again}")
+
+    def _give_up(self, batches: list[_Batch], error: str) -> None:
+        if not batches:
+            return
+        self.dispatcher._broker_failed_at = self.dispatcher._broker_failed_at or time.monotonic()
+        log.warning(
+            "broker unavailable; items stay pending for redispatch_pending",
+            extra={"items": sum(len(b.waiting) for b in batches), "error": error},
+        )
+        for batch in batches:
+            self._settle(batch, error)
+
+    def _redispatch(self) -> None:
+        self._redispatch_due = False
+        self.dispatcher._broker_failed_at = None
+        try:
+            redispatch_pending(older_than=0, dispatcher=self.dispatcher)
+        except Exception:
+            log.exception("re-publishing the pending items failed; redispatch_pending will")
