@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import transaction
 
-from project.queue_system import queues
+from project.queue_system import publisher, queues
 from project.queue_system.broker import Management
 from project.queue_system.dispatcher import EventDispatcher, redispatch_pending
 from project.queue_system.models import QueueItem
-from tests.broker import depth, peek
+from tests.broker import depth, peek, publishing_blocked
 from tests.queueing import make_events, make_service, make_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -155,3 +157,21 @@ def test_warm_up_with_the_broker_down_says_so_and_dispatching_still_works_later(
     assert dispatcher.warm_up() is False
     settings.CELERY_BROKER_URL = good_url
     assert dispatcher.dispatch_many(make_events(make_session(), ["GiftEvent"])).confirmed == 1
+
+
+def test_a_broker_that_stops_confirming_times_out_and_the_items_stay_pending(vhost, dino, monkeypatch):
+    monkeypatch.setattr(publisher, "CONFIRM_TIMEOUT", 1.5)
+    dispatcher = EventDispatcher()
+    session = make_session()
+    with publishing_blocked(vhost):
+        started = time.monotonic()
+        result = dispatcher.dispatch_many(make_events(session, ["GiftEvent", "GiftEvent"]))
+        waited = time.monotonic() - started
+    # One wait, one retry on a fresh connection (no closing handshake on the blocked one), then pending.
+    assert 3.0 <= waited < 20
+    assert (result.confirmed, result.pending) == (0, 2)
+    assert result.error == "ConfirmTimeout: 2 publish(es) not confirmed within 2 s"
+    assert QueueItem.objects.filter(dispatched_at__isnull=True, status="pending").count() == 2
+    # The broker answers again: the next dispatch publishes the two as well.
+    assert dispatcher.dispatch(make_events(session, ["FollowEvent"])[0]).confirmed == 1
+    assert not QueueItem.objects.filter(dispatched_at__isnull=True).exists()

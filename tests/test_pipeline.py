@@ -8,9 +8,10 @@ from urllib.parse import quote
 import pytest
 from django.db import transaction
 
+from project.queue_system import publisher
 from project.queue_system.models import QueueItem
 from project.queue_system.pipeline import DispatchPipeline
-from tests.broker import depth, peek
+from tests.broker import depth, peek, publishing_blocked
 from tests.queueing import make_events, make_service, make_session, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -113,3 +114,22 @@ def test_a_connection_closed_under_it_is_retried_on_a_fresh_one(vhost, pipeline)
     assert not QueueItem.objects.filter(dispatched_at__isnull=True).exists()
     assert len([m for m in peek(vhost, "svc.dino") if m["task"] == "tasks.process_event"]) == 25
     assert depth(vhost, "svc.dino.discardable.LikeEvent") == 20
+
+
+def test_a_broker_that_stops_confirming_times_out_and_leaves_the_items_pending(vhost, pipeline, monkeypatch):
+    make_service("dino")
+    monkeypatch.setattr(publisher, "CONFIRM_TIMEOUT", 1.5)
+    session = make_session()
+    with publishing_blocked(vhost):
+        started = time.monotonic()
+        pipeline.dispatch_many(make_events(session, ["GiftEvent"] * 3), 1)
+        (outcome,) = pipeline.finish()
+        waited = time.monotonic() - started
+    # One wait, one retry on a fresh connection, then given up.
+    assert 3.0 <= waited < 20
+    assert (outcome.unconfirmed, outcome.error) == (3, "ConfirmTimeout: 3 publish(es) not confirmed within 2 s")
+    assert QueueItem.objects.filter(dispatched_at__isnull=True, status="pending").count() == 3
+
+    pipeline.dispatch_many(make_events(session, ["FollowEvent"]), 2)
+    assert [(o.number, o.unconfirmed) for o in pipeline.finish()] == [(2, 0)]
+    wait_for(lambda: not QueueItem.objects.filter(dispatched_at__isnull=True).exists(), timeout=20)

@@ -78,6 +78,21 @@ def _read_ahead(connection: amqp.Connection) -> None:
     transport._quick_recv = lambda n: recv(max(n, READ_AHEAD))
 
 
+def abandon(connection: amqp.Connection | None) -> None:
+    """Drop a connection without the closing handshake.
+
+    For one that failed: a broker that stopped reading it (a memory alarm
+    blocks publishers) would never answer channel.close or connection.close,
+    and the polite close would wait for as long as the alarm lasts.
+    """
+    if connection is None:
+        return
+    try:
+        connection.collect()
+    except Exception:  # noqa: S110 - nothing is left to release on a half-torn connection
+        pass
+
+
 def close_quietly(connection: amqp.Connection | None) -> None:
     """Close a connection that may already be dead without raising."""
     if connection is None:

@@ -37,7 +37,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from project.queue_system import queues, topology
-from project.queue_system.broker import CONNECTION_ERRORS, BrokerError, close_quietly, open_connection
+from project.queue_system.broker import CONNECTION_ERRORS, BrokerError, abandon, close_quietly, open_connection
 from project.queue_system.drain import arm_many
 from project.queue_system.models import QueueItem, Service
 from project.queue_system.publisher import ConfirmingPublisher
@@ -124,7 +124,7 @@ class EventDispatcher:
                     confirmed = self._publish_locked(items)
                     break
                 except (BrokerError, topology.TopologyError, *CONNECTION_ERRORS) as exc:
-                    self._reset()
+                    self._reset(failed=True)
                     # One retry on a fresh connection: a connection that died
                     # since the last call (broker restart) is the common case.
                     if attempt == 2 or isinstance(exc, topology.TopologyError):
@@ -199,7 +199,7 @@ class EventDispatcher:
                 return policies
             except (BrokerError, topology.TopologyError, *CONNECTION_ERRORS) as exc:
                 logger.warning("could not prepare the broker before dispatching", extra={"error": str(exc)})
-                self._reset()
+                self._reset(failed=True)
                 return False
 
     def close(self) -> None:
@@ -208,17 +208,21 @@ class EventDispatcher:
 
     # -- internals --------------------------------------------------------
 
-    def _reset(self) -> None:
-        if self._publisher is not None:
-            self._publisher.close()
-        close_quietly(self._connection)
+    def _reset(self, *, failed: bool = False) -> None:
+        """Drop the connection; ``failed``: without the closing handshake (see broker.abandon)."""
+        if failed:
+            abandon(self._connection)
+        else:
+            if self._publisher is not None:
+                self._publisher.close()
+            close_quietly(self._connection)
         self._connection = None
         self._publisher = None
         self._declared.clear()
 
     def _ensure_connection(self) -> ConfirmingPublisher:
         if self._publisher is None or not self._publisher.is_open:
-            self._reset()
+            self._reset(failed=True)
             self._connection = open_connection(self._url)
             self._publisher = ConfirmingPublisher(self._connection)
         return self._publisher
@@ -287,7 +291,7 @@ class EventDispatcher:
                 # The events are safely in their queues; a token taken without
                 # its ticket is repaired by the worker's watchdog.
                 logger.warning("arming failed after the events were confirmed", extra={"error": str(exc)})
-                self._reset()
+                self._reset(failed=True)
         return confirmed
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
+from project.queue_system import publisher as publishing
 from project.queue_system import topology
 from project.queue_system.broker import CONNECTION_ERRORS, BrokerError
 from project.queue_system.dispatcher import (
@@ -61,7 +62,6 @@ MAX_WAITING_BATCHES = 2
 WINDOW = 4
 # How long one read of the confirm stream lasts before the thread looks for a new batch.
 POLL_SECONDS = 0.002
-CONFIRM_TIMEOUT = 30.0
 
 BROKER_ERRORS = (BrokerError, topology.TopologyError, *CONNECTION_ERRORS)
 
@@ -146,6 +146,7 @@ class DispatchPipeline:
         self._in_flight: dict[int, _Batch] = {}
         self._control: set = set()  # arming tokens and tickets not confirmed yet
         self._redispatch_due = False
+        self._confirmed_at = time.perf_counter()  # the last confirm read, or when waiting began
         self._marker = ThreadWorker("dispatch-mark", _mark)
         self._thread = threading.Thread(target=self._run, name="dispatch-publish", daemon=True)
         self._thread.start()
@@ -184,7 +185,7 @@ class DispatchPipeline:
 
     def close(self) -> None:
         self._jobs.put(_STOP)
-        self._thread.join(timeout=CONFIRM_TIMEOUT + 10)
+        self._thread.join(timeout=publishing.CONFIRM_TIMEOUT + 10)
         self._marker.stop()
         self.dispatcher.close()
 
@@ -229,6 +230,8 @@ class DispatchPipeline:
 
     def _start(self, number: int, items: list) -> None:
         batch = _Batch(next(self._seq), number, items, waiting={item.pk for item in items})
+        if not self._busy:
+            self._confirmed_at = time.perf_counter()  # the confirm timeout counts from the first wait
         self._in_flight[batch.seq] = batch
         self._publish(batch)
 
@@ -265,9 +268,13 @@ class DispatchPipeline:
                 elif kind == "ticket" and not delivered:
                     # Its token is taken with no ticket behind it: the worker's watchdog re-arms.
                     log.warning("a drain ticket was not confirmed", extra={"service": key[1], "event_type": key[2]})
-        oldest = next(iter(self._in_flight.values()), None)
-        if oldest is not None and time.perf_counter() - oldest.started > CONFIRM_TIMEOUT * oldest.attempts:
-            raise ConfirmTimeout(f"{len(oldest.waiting)} publish(es) not confirmed within {CONFIRM_TIMEOUT:.0f} s")
+        now = time.perf_counter()
+        if results:
+            self._confirmed_at = now
+        elif now - self._confirmed_at > publishing.CONFIRM_TIMEOUT:
+            raise ConfirmTimeout(
+                f"{publisher.unsettled} publish(es) not confirmed within {publishing.CONFIRM_TIMEOUT:.0f} s"
+            )
 
     def _settle(self, batch: _Batch, error: str = "") -> None:
         del self._in_flight[batch.seq]
@@ -312,17 +319,18 @@ class DispatchPipeline:
     def _broker_failed(self, exc: Exception) -> None:
         """One retry of every unconfirmed item on a fresh connection, then they stay pending."""
         error = f"{type(exc).__name__}: {exc}"
-        self.dispatcher._reset()
+        self.dispatcher._reset(failed=True)
         # Tokens taken without their ticket are the watchdog's to repair.
         self._control.clear()
         batches = list(self._in_flight.values())
         retry = [b for b in batches if b.attempts < 2 and not isinstance(exc, topology.TopologyError)]
         self._give_up([b for b in batches if b not in retry], error)
+        self._confirmed_at = time.perf_counter()
         try:
             for batch in retry:
                 self._publish(batch)
         except BROKER_ERRORS as again:
-            self.dispatcher._reset()
+            self.dispatcher._reset(failed=True)
             self._give_up(retry, f"{type(again).__name__}: {again}")
 
     def _give_up(self, batches: list[_Batch], error: str) -> None:

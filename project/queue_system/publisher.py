@@ -26,6 +26,8 @@ from amqp.serialization import dumps
 
 from project.queue_system.broker import BrokerError
 
+# How long a publish may wait for its confirm before the connection is given up.
+CONFIRM_TIMEOUT = 30.0
 # Write the buffer out early once it holds this much (a huge batch).
 FLUSH_BYTES = 1 << 20
 PUBLISH_ARGS = "Bssbb"  # basic.publish: ticket, exchange, routing key, mandatory, immediate
@@ -95,8 +97,9 @@ class ConfirmingPublisher:
             data, self._buffer.data = self._buffer.data, bytearray()
             self.connection.transport.write(data)
 
-    def wait(self, timeout: float = 30.0) -> dict[Hashable, bool]:
+    def wait(self, timeout: float | None = None) -> dict[Hashable, bool]:
         """Block until everything published is confirmed; returns {key: delivered} and resets."""
+        timeout = CONFIRM_TIMEOUT if timeout is None else timeout
         self.flush()
         deadline = time.monotonic() + timeout
         # One socket timeout for the whole wait (drain_events with a timeout
