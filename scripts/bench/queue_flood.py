@@ -491,6 +491,8 @@ def flood(args, dispatcher, session, services, mix) -> dict:
     sampler = DepthSampler(watched, args.sample_ms / 1000)
     sampler.start()
     timings = PhaseTimes(dispatcher) if args.phase_times and args.sequential else None
+    if args.phase_times and not args.sequential:
+        log("--phase-times times dispatch_many's steps: it applies with --sequential only")
     log(f"flood: {args.events} events {counts} in batches of {args.batch}, handler {args.handler_ms:g} ms ...")
     confirmed = created = pending = 0
     pipeline = None if args.sequential else DispatchPipeline()
