@@ -143,6 +143,8 @@ class DispatchPipeline:
         self._settled: list[BatchOutcome] = []
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        self._open = 0  # batches submitted and not settled
+        self._all_settled = threading.Condition(self._lock)
         self._in_flight: dict[int, _Batch] = {}
         self._control: set = set()  # arming tokens and tickets not confirmed yet
         self._redispatch_due = False
@@ -170,6 +172,8 @@ class DispatchPipeline:
         if not items:
             self._report(BatchOutcome(number, 0, confirmed_at=time.time()))
             return
+        with self._lock:
+            self._open += 1
         self._jobs.put((number, list(items)))
 
     def take_settled(self) -> list[BatchOutcome]:
@@ -177,10 +181,16 @@ class DispatchPipeline:
             settled, self._settled = self._settled, []
         return settled
 
-    def finish(self) -> list[BatchOutcome]:
-        """Wait until every submitted batch is settled and marked; what settled since the last take."""
-        self._jobs.join()
-        self._marker.join()
+    def finish(self, timeout: float | None = None) -> list[BatchOutcome]:
+        """Wait until every submitted batch is settled and marked; what settled since the last take.
+
+        With a ``timeout`` it returns what settled within it (a broker that stopped
+        confirming must not stall the caller: the capture goes on storing meanwhile).
+        """
+        with self._all_settled:
+            settled = self._all_settled.wait_for(lambda: self._open == 0, timeout)
+        if settled:
+            self._marker.join()
         return self.take_settled()
 
     def close(self) -> None:
@@ -292,7 +302,8 @@ class DispatchPipeline:
                 error=error,
                 confirmed_at=time.time(),
                 publish_ms=(time.perf_counter() - batch.started) * 1000,
-            )
+            ),
+            submitted=True,
         )
         self._jobs.task_done()
 
@@ -312,9 +323,12 @@ class DispatchPipeline:
                     publisher.publish(arm_token_message(), "", arm_queue_name(slug, event_type), key=key)
                     self._control.add(key)
 
-    def _report(self, outcome: BatchOutcome) -> None:
+    def _report(self, outcome: BatchOutcome, *, submitted: bool = False) -> None:
         with self._lock:
             self._settled.append(outcome)
+            if submitted:
+                self._open -= 1
+                self._all_settled.notify_all()
 
     def _broker_failed(self, exc: Exception) -> None:
         """One retry of every unconfirmed item on a fresh connection, then they stay pending."""
@@ -347,6 +361,7 @@ class DispatchPipeline:
     def _redispatch(self) -> None:
         self._redispatch_due = False
         self.dispatcher._broker_failed_at = None
+        self._marker.join()  # what was just confirmed is marked first, or it would go twice
         try:
             redispatch_pending(older_than=0, dispatcher=self.dispatcher)
         except Exception:

@@ -48,9 +48,9 @@ class PublishStage:
     def take_settled(self) -> list[Settled]:
         return [self._settled(outcome) for outcome in self.pipeline.take_settled()]
 
-    def finish(self) -> list[Settled]:
-        """Wait until every submitted batch is settled and marked; returns what was settled since the last take."""
-        return [self._settled(outcome) for outcome in self.pipeline.finish()]
+    def finish(self, timeout: float | None = None) -> list[Settled]:
+        """What was settled since the last take, once every submitted batch is (or ``timeout`` ran out)."""
+        return [self._settled(outcome) for outcome in self.pipeline.finish(timeout)]
 
     def close(self) -> None:
         self.pipeline.close()
@@ -102,9 +102,9 @@ def _store(batch: WriteBatch, stage: PublishStage, *, skip_duplicates: bool = Fa
     return ids, events, items
 
 
-def finish() -> list[Settled]:
-    """Every batch written so far, settled."""
-    return _stage().finish()
+def finish(timeout: float | None = None) -> list[Settled]:
+    """Every batch written so far, settled (or what settled within ``timeout``)."""
+    return _stage().finish(timeout)
 
 
 def close() -> None:

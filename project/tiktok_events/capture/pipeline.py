@@ -35,6 +35,7 @@ WRITE_RETRY_SECONDS = (0.5, 1, 2, 5, 10)
 BEHIND_WARN_SECONDS = 3.0  # say so when the capture is this far behind the live
 CAUGHT_UP_SECONDS = 1.0  # ... and again once it is back under this
 BEHIND_REPEAT_SECONDS = 30.0  # while it stays behind, at most one warning per this many seconds
+IDLE_SETTLE_SECONDS = 0.05  # how long an idle flusher waits for the confirms in flight before looking again
 
 
 class BehindMonitor:
@@ -264,7 +265,9 @@ class CapturePipeline:
                 if self._awaiting:
                     # Idle: collect the confirmations of what is in flight (their
                     # times were taken when they arrived; only the counting waits).
-                    await self._finish_in_flight()
+                    # Briefly, unless closing: a broker that stopped confirming must
+                    # not keep the next events from being stored.
+                    await self._finish_in_flight(None if self._closing else IDLE_SETTLE_SECONDS)
                 if self._closing and (self.session_id is None or not self.pending):
                     return
                 continue
@@ -333,9 +336,9 @@ class CapturePipeline:
             row.pk = pk
         self._after_write(batch.number, inserted, dispatched, result)
 
-    async def _finish_in_flight(self) -> None:
+    async def _finish_in_flight(self, timeout: float | None = None) -> None:
         try:
-            settled = await self.writer.finish()
+            settled = await self.writer.finish(timeout)
         except BrokenProcessPool:
             self._lose_in_flight()
             return

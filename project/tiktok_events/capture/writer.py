@@ -39,10 +39,10 @@ def _write(batch: WriteBatch) -> WriteResult:
     return write_and_dispatch(batch)
 
 
-def _finish() -> list[Settled]:
+def _finish(timeout: float | None) -> list[Settled]:
     from project.tiktok_events.capture.dispatch import finish
 
-    return finish()
+    return finish(timeout)
 
 
 def _warm_up(*, pending_older_than: float = 10.0, left_by: str = "an earlier run") -> int:
@@ -116,9 +116,10 @@ class BatchWriter:
             self._executor.submit(_recover)
             raise
 
-    async def finish(self) -> list[Settled]:
-        """Settle the batch whose confirms are still awaited (see ``dispatch.write_and_dispatch``)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, _finish)
+    async def finish(self, timeout: float | None = None) -> list[Settled]:
+        """Settle the batches whose confirms are still awaited (see ``dispatch.write_and_dispatch``);
+        with a ``timeout``, what settled within it."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, _finish, timeout)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
