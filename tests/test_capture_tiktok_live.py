@@ -19,7 +19,7 @@ from project.queue_system.models import QueueItem, ServiceEventConfig
 from project.tiktok_events.models import LiveEvent, LiveSession
 from tests.broker import depth, publishing_blocked
 from tests.capture_helpers import ROOT, comment, gift, messages_by_type, run_capture, simulator_scenarios
-from tests.queueing import make_service
+from tests.queueing import make_service, wait_for
 from tests.servers import child_pids, subprocess_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -366,3 +366,41 @@ def test_a_killed_writer_process_is_replaced_and_nothing_is_lost(vhost, seeded):
     assert stored == {STORED_AS[kind]: count for kind, count in expected.items()}
     # ...and every item confirmed, those the dead writer left unpublished included.
     assert_every_event_confirmed(SimpleNamespace(events=session.events.all))
+
+
+def test_a_killed_capture_does_not_leave_its_writer_process_behind(vhost, seeded):
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "capture_tiktok_live", "--simulate", "flood",
+         "--simulator-arg=--flood-seconds=10", "--quiet"],
+        cwd=ROOT,
+        env=subprocess_env(vhost),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        writers: list[int] = []
+
+        def writer_started() -> bool:
+            writers[:] = writer_processes(proc.pid)
+            return bool(writers) and LiveEvent.objects.exists()
+
+        wait_for(writer_started, timeout=60, message="the capture never started storing")
+        assert proc.poll() is None, "the capture ended before it could be killed"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{writers[0]}"):
+        time.sleep(0.1)
+    alive = os.path.exists(f"/proc/{writers[0]}") and "Z" not in _state(writers[0])
+    if alive:
+        os.kill(writers[0], signal.SIGKILL)
+    assert not alive, "the writer process outlived its killed capture"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -22,15 +25,36 @@ from project.tiktok_events.capture.batches import Settled, WriteBatch, WriteResu
 
 log = logging.getLogger("capture.writer")
 
+PARENT_CHECK_SECONDS = 1.0
+
 
 def _start_worker() -> None:
     # Ctrl+C in a terminal signals the whole process group: the parent decides when
     # the writer stops (after the last batch), so the writer ignores it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _exit_with_the_capture()
     import django
 
     django.setup()
+
+
+def _exit_with_the_capture() -> None:
+    """A capture killed outright (SIGKILL, out of memory) never closes its writer, which would
+    stay idle for ever with its connections open: the writer leaves once its parent is gone.
+
+    Nothing is lost: a batch being written either commits or rolls back, and what is stored
+    but not confirmed stays pending for the next start (``redispatch_pending``).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        log.error("the capture process is gone; its writer process stops")
+        os._exit(1)
+
+    threading.Thread(target=watch, name="capture-parent-watch", daemon=True).start()
 
 
 def _write(batch: WriteBatch) -> WriteResult:
