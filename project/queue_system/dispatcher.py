@@ -29,7 +29,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection as db_connection
@@ -59,7 +59,6 @@ class DispatchResult:
     pending: int = 0
     deferred: bool = False  # called inside a transaction: published when it commits
     error: str = ""
-    confirmed_ids: list[int] = field(default_factory=list)
 
     def __add__(self, other: DispatchResult) -> DispatchResult:
         return DispatchResult(
@@ -69,7 +68,6 @@ class DispatchResult:
             self.pending + other.pending,
             self.deferred or other.deferred,
             self.error or other.error,
-            self.confirmed_ids + other.confirmed_ids,
         )
 
 
@@ -107,12 +105,8 @@ class EventDispatcher:
             return result
         return result + self.publish_items(items)
 
-    def publish_items(self, items: Iterable[QueueItem | NewItem], *, mark: bool = True) -> DispatchResult:
-        """Publish existing QueueItems (with their ``service`` loaded) and mark the confirmed ones dispatched.
-
-        ``mark=False`` leaves the marking to the caller (``mark_dispatched`` with
-        ``result.confirmed_ids``), e.g. on another thread while this one publishes on.
-        """
+    def publish_items(self, items: Iterable[QueueItem | NewItem]) -> DispatchResult:
+        """Publish existing QueueItems (with their ``service`` loaded) and mark the confirmed ones dispatched."""
         items = list(items)
         result = DispatchResult()
         if not items:
@@ -134,10 +128,9 @@ class EventDispatcher:
                             "broker unavailable; items stay pending for redispatch_pending",
                             extra={"items": len(items), "error": result.error},
                         )
-        if confirmed and mark:
+        if confirmed:
             mark_dispatched(confirmed)
         result.confirmed = len(confirmed)
-        result.confirmed_ids = confirmed
         result.pending = len(items) - len(confirmed)
         if confirmed and self._broker_failed_at is not None and not result.pending:
             # The broker is back: publish what was left pending while it was away.
@@ -274,19 +267,16 @@ class EventDispatcher:
         publisher = self._ensure_connection()
         self._ensure_topology(items)
         # Phase 1: every item, then one wait for all the confirms.
-        arming: dict[tuple[str, str], list[QueueItem | NewItem]] = defaultdict(list)
         for item in items:
             publish_item(publisher, item, key=item.pk)
         delivered = publisher.wait()
         confirmed = [item.pk for item in items if delivered.get(item.pk)]
-        for item in items:
-            if item.discardable and delivered.get(item.pk):
-                arming[(item.service.slug, item.event_type)].append(item)
         # Phases 2 and 3: arm each type that got events (only after they are
         # confirmed in their queue — see drain.py), one ticket per token taken.
-        if arming:
+        requests = arming_requests(items, set(confirmed))
+        if requests:
             try:
-                arm_many(publisher, arming_requests(arming))
+                arm_many(publisher, requests)
             except (BrokerError, *CONNECTION_ERRORS) as exc:
                 # The events are safely in their queues; a token taken without
                 # its ticket is repaired by the worker's watchdog.
@@ -307,8 +297,12 @@ def publish_item(publisher: ConfirmingPublisher, item: QueueItem | NewItem, key)
     publisher.publish(message, queues.EXCHANGE, name, key=key)
 
 
-def arming_requests(arming: dict[tuple[str, str], list]) -> list[tuple[str, str, int, int]]:
-    """(slug, type, tokens wanted, ticket priority) for the confirmed discardable items of each type."""
+def arming_requests(items: Iterable[QueueItem | NewItem], confirmed: set[int]) -> list[tuple[str, str, int, int]]:
+    """(slug, type, tokens wanted, ticket priority) for each type with confirmed discardable items."""
+    arming: dict[tuple[str, str], list[QueueItem | NewItem]] = defaultdict(list)
+    for item in items:
+        if item.discardable and item.pk in confirmed:
+            arming[(item.service.slug, item.event_type)].append(item)
     return [
         (slug, event_type, min(typed[0].service.worker_concurrency, len(typed)), typed[0].priority)
         for (slug, event_type), typed in arming.items()

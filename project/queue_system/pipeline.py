@@ -31,7 +31,6 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
@@ -308,15 +307,11 @@ class DispatchPipeline:
         self._jobs.task_done()
 
     def _arm(self, batch: _Batch) -> None:
-        confirmed = set(batch.delivered)
-        arming: dict[tuple[str, str], list] = defaultdict(list)
-        for item in batch.items:
-            if item.discardable and item.pk in confirmed:
-                arming[(item.service.slug, item.event_type)].append(item)
-        if not arming:
+        requests = arming_requests(batch.items, set(batch.delivered))
+        if not requests:
             return
         publisher = self.dispatcher._ensure_connection()
-        for slug, event_type, wanted, priority in arming_requests(arming):
+        for slug, event_type, wanted, priority in requests:
             for n in range(wanted):
                 key = ("token", slug, event_type, n, priority)
                 if key not in self._control:  # the same token already asked for by an earlier batch

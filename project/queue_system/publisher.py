@@ -100,21 +100,9 @@ class ConfirmingPublisher:
     def wait(self, timeout: float | None = None) -> dict[Hashable, bool]:
         """Block until everything published is confirmed; returns {key: delivered} and resets."""
         timeout = CONFIRM_TIMEOUT if timeout is None else timeout
-        self.flush()
-        deadline = time.monotonic() + timeout
-        # One socket timeout for the whole wait (drain_events with a timeout
-        # sets and restores it around every single frame).
-        with self.connection.transport.having_timeout(timeout):
-            while self._unsettled:
-                if time.monotonic() > deadline:
-                    break
-                try:
-                    self.connection.drain_events(timeout=None)
-                except TimeoutError:
-                    break
+        results = self.read(timeout)
         if self._unsettled:
             raise ConfirmTimeout(f"{len(self._unsettled)} publish(es) not confirmed within {timeout:.0f} s")
-        results, self._results = self._results, {}
         return results
 
     @property
@@ -131,6 +119,8 @@ class ConfirmingPublisher:
         self.flush()
         if self._unsettled:
             deadline = time.monotonic() + timeout
+            # One socket timeout for the whole read (drain_events with a timeout
+            # sets and restores it around every single frame).
             with self.connection.transport.having_timeout(timeout):
                 while self._unsettled and time.monotonic() < deadline:
                     try:
