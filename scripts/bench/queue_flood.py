@@ -28,8 +28,11 @@ Phases, in this order:
      the confirms as they come, a third marks them), while the workers run and
      the discardable queues are sampled with passive declares; then everything
      must settle. ``--sequential`` floods through ``EventDispatcher.dispatch_many``
-     instead, one batch after the other (insert, publish, confirm, mark, arm);
-     ``--phase-times`` logs where that spent its time.
+     instead, one batch after the other (insert, publish, confirm, mark, arm).
+     ``--phase-times`` logs where the flood's time went, step by step: for the
+     pipeline, the caller's insert and its wait for room to submit (together the
+     caller's whole time), the publishing thread's encoding and the marking
+     thread's UPDATEs; with ``--sequential``, each step of dispatch_many.
 
 The last line printed is one JSON object:
   dispatched_per_s       flood events per second through the pipeline (or
@@ -490,12 +493,12 @@ def flood(args, dispatcher, session, services, mix) -> dict:
     mark = last_item_id()
     sampler = DepthSampler(watched, args.sample_ms / 1000)
     sampler.start()
-    timings = PhaseTimes(dispatcher) if args.phase_times and args.sequential else None
-    if args.phase_times and not args.sequential:
-        log("--phase-times times dispatch_many's steps: it applies with --sequential only")
     log(f"flood: {args.events} events {counts} in batches of {args.batch}, handler {args.handler_ms:g} ms ...")
     confirmed = created = pending = 0
     pipeline = None if args.sequential else DispatchPipeline()
+    timings = None
+    if args.phase_times:
+        timings = PhaseTimes(sequential_steps(dispatcher) if pipeline is None else pipeline_steps(pipeline))
     try:
         started = time.perf_counter()
         for number, start in enumerate(range(0, len(events), args.batch)):
@@ -554,23 +557,42 @@ def flood(args, dispatcher, session, services, mix) -> dict:
     }
 
 
+def sequential_steps(dispatcher) -> list[tuple]:
+    """dispatch_many's steps, one after the other on the calling thread."""
+    from project.queue_system import dispatcher as module
+    from project.queue_system import publisher
+
+    return [
+        (dispatcher, "create_items", "insert"),
+        (module, "mark_dispatched", "mark dispatched_at"),
+        (module, "arm_many", "arm (tokens + tickets)"),
+        (publisher.ConfirmingPublisher, "wait", "confirm waits (all)"),
+        (publisher.ConfirmingPublisher, "publish", "encode + buffer"),
+    ]
+
+
+def pipeline_steps(pipeline) -> list[tuple]:
+    """The pipeline's steps, by thread: the caller's insert and its wait for room (together
+    the caller's whole time), the publishing thread's encoding, the marking thread's UPDATEs."""
+    from project.queue_system import pipeline as module
+    from project.queue_system import publisher
+
+    return [
+        (pipeline.dispatcher, "create_items", "caller: insert"),
+        (pipeline, "submit", "caller: wait to submit"),
+        (publisher.ConfirmingPublisher, "publish", "publisher: encode + buffer"),
+        (module, "mark_dispatched", "marker: mark dispatched_at"),
+    ]
+
+
 class PhaseTimes:
-    """--phase-times: wall time of dispatch_many's steps during the flood (wrapped, then unwrapped)."""
+    """--phase-times: wall time of the dispatcher's steps during the flood (wrapped, then unwrapped),
+    with their median and 90th percentile per call."""
 
-    def __init__(self, dispatcher) -> None:
-        from project.queue_system import dispatcher as module
-        from project.queue_system import publisher
-
-        self.totals: Counter = Counter()
-        self.calls: Counter = Counter()
+    def __init__(self, steps: list[tuple]) -> None:
+        self.durations: dict[str, list[float]] = {}
         self._undo = []
-        for owner, name, label in (
-            (dispatcher, "create_items", "insert"),
-            (module, "mark_dispatched", "mark dispatched_at"),
-            (module, "arm_many", "arm (tokens + tickets)"),
-            (publisher.ConfirmingPublisher, "wait", "confirm waits (all)"),
-            (publisher.ConfirmingPublisher, "publish", "encode + buffer"),
-        ):
+        for owner, name, label in steps:
             original = getattr(owner, name)
             self._undo.append((owner, name, original, name in vars(owner)))
             setattr(owner, name, self._timed(original, label))
@@ -581,8 +603,7 @@ class PhaseTimes:
             try:
                 return function(*args, **kwargs)
             finally:
-                self.totals[label] += time.perf_counter() - started
-                self.calls[label] += 1
+                self.durations.setdefault(label, []).append(time.perf_counter() - started)
 
         return timed
 
@@ -592,8 +613,12 @@ class PhaseTimes:
                 setattr(owner, name, original)
             else:
                 delattr(owner, name)
-        for label, total in self.totals.most_common():
-            log(f"  {label:24s} {total:6.2f} s ({100 * total / elapsed:4.1f}%) in {self.calls[label]} calls")
+        for label, calls in sorted(self.durations.items(), key=lambda item: -sum(item[1])):
+            total = sum(calls)
+            log(
+                f"  {label:28s} {total:6.2f} s ({100 * total / elapsed:5.1f}% of the flood) in {len(calls)} calls,"
+                f" p50 {1000 * percentile(calls, 0.5):.1f} ms p90 {1000 * percentile(calls, 0.9):.1f} ms"
+            )
 
 
 def count_inversions(rows: list[tuple]) -> tuple[int, int]:
@@ -671,7 +696,7 @@ def main() -> int:
         "--sequential", action="store_true", help="flood through EventDispatcher.dispatch_many, one batch at a time"
     )
     parser.add_argument(
-        "--phase-times", action="store_true", help="with --sequential: print where dispatch_many spends its time"
+        "--phase-times", action="store_true", help="print where the dispatcher's threads spend the flood's time"
     )
     args = parser.parse_args()
     mix = parse_mix(args.mix)
