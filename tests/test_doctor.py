@@ -26,6 +26,8 @@ def test_doctor_passes_when_everything_runs():
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("PostgreSQL", "RabbitMQ (AMQP)", "RabbitMQ management API", "Redis", "Chromium", "chromedriver"):
         assert f"✅ {name}" in result.stdout
+    # Optional: a server without autovacuum is a warning, never a failure.
+    assert ("✅ PostgreSQL autovacuum: on" in result.stdout) or ("⚠️  PostgreSQL autovacuum: off" in result.stdout)
 
 
 def test_doctor_says_rabbitmq_is_down_and_how_to_fix_it():
@@ -53,3 +55,42 @@ def test_doctor_as_a_command_raises_exit_1_on_a_missing_redis(settings):
     with pytest.raises(SystemExit) as excinfo:
         call_command("doctor", stdout=io.StringIO())
     assert excinfo.value.code == 1
+
+
+def server_autovacuum() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        return cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db
+def test_it_warns_when_the_server_runs_without_autovacuum():
+    from project.app_config.checks import check_autovacuum
+
+    result = check_autovacuum()
+    assert not result.required  # a warning: the system still works, it only slows down
+    assert "queue_system_queueitem" in result.detail and "tiktok_events_liveevent" in result.detail
+    if server_autovacuum():
+        assert result.ok, result.detail
+        assert result.detail.startswith("on (")
+    else:
+        assert not result.ok
+        assert result.detail.startswith("off for the server")
+        assert "autovacuum = on in postgresql.conf" in result.fix and "VACUUM ANALYZE" in result.fix
+
+
+@pytest.mark.django_db
+def test_it_warns_when_a_churning_table_has_autovacuum_disabled():
+    from django.db import connection
+
+    from project.app_config.checks import check_autovacuum
+
+    with connection.cursor() as cursor:  # rolled back with the test's transaction
+        cursor.execute("ALTER TABLE queue_system_queueitem SET (autovacuum_enabled = false)")
+    result = check_autovacuum()
+    assert not result.ok and not result.required
+    assert "off for queue_system_queueitem" in result.detail
+    assert "tiktok_events_liveevent" not in result.detail.split(":")[0]  # only the table that has it off
+    assert "ALTER TABLE queue_system_queueitem RESET (autovacuum_enabled);" in result.fix
