@@ -66,7 +66,7 @@ def server_autovacuum() -> bool:
 
 
 @pytest.mark.django_db
-def test_it_warns_when_the_server_runs_without_autovacuum():
+def test_it_reports_the_servers_autovacuum_as_a_warning_when_off():
     from project.app_config.checks import check_autovacuum
 
     result = check_autovacuum()
