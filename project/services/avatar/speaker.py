@@ -126,8 +126,10 @@ class AvatarSpeaker:
             self._idle_timer = None
         if session is None:
             return
-        await self._heygen.stop_session(session.session_id)
+        # Withdrawn first: nobody may pick a session from the registry that is being stopped
+        # (and a test that saw HeyGen close it found the key still there).
         await self._registry("withdraw", session.session_id)
+        await self._heygen.stop_session(session.session_id)
         logger.info(
             "avatar service stopped its session (%s)",
             reason,
