@@ -15,7 +15,8 @@ import requests
 from project.queue_system.dispatcher import EventDispatcher
 from tests.queueing import all_settled, make_events, make_service, make_session, statuses, wait_for
 from tests.servers import free_port, subprocess_env
-from tests.workers import ROOT, consumers
+from tests.workers import ROOT, consumers, running_workers
+from workers.command import launcher_argv
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -181,3 +182,28 @@ def test_it_shows_what_a_service_prints_and_hides_the_worker_chatter():
     chatter = "ts=2026-12-01T08:00:02 level=INFO logger=celery.worker.consumer.connection msg=Connected"
     assert quiet.format_line("mi_servicio", chatter) is None
     assert WorkerSupervisor(verbose=True).format_line("mi_servicio", chatter) == f"[mi_servicio] {chatter}"
+
+
+def test_quiet_tasks_drops_the_per_task_lines_but_not_outcomes_or_failures(vhost):
+    """What a supervisor without --verbose runs: no "received"/"succeeded" line per task
+    (it would not show them), the service's outcome lines and errors still written."""
+    assert "--quiet-tasks" in launcher_argv("x", quiet_tasks=True)
+    assert "--quiet-tasks" not in launcher_argv("x")
+    quiet, chatty = make_service("quiet_pool", mode="ASYNC", concurrency=2), make_service("chatty_pool", mode="ASYNC")
+    session = make_session()
+    dispatcher = EventDispatcher()
+    dispatcher.dispatch_many(make_events(session, ["GiftEvent"] * 3))
+    dispatcher.dispatch_many(make_events(session, ["FollowEvent"], **{"raise": "the overlay server is down"}))
+
+    quiet_args = {"quiet_pool": ["--quiet-tasks"]}
+    with running_workers(vhost, ["quiet_pool", "chatty_pool"], worker_args=quiet_args) as workers:
+        wait_for(lambda: all_settled(quiet) and all_settled(chatty), timeout=120, message="items not processed")
+        for service in (quiet, chatty):
+            assert statuses(service)["completed"] == 3 and statuses(service)["failed"] == 1
+        quiet_log, chatty_log = workers.log("quiet_pool"), workers.log("chatty_pool")
+
+    for log in (quiet_log, chatty_log):
+        assert log.count("GiftEvent (P:10) completed") == 3, log[-3000:]
+        assert "the overlay server is down" in log  # the failure, with its traceback
+    assert "succeeded in" in chatty_log and "Task tasks.process_event[" in chatty_log
+    assert "succeeded in" not in quiet_log and "Task tasks.process_event[" not in quiet_log, quiet_log[-3000:]

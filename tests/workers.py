@@ -40,9 +40,16 @@ READY_TIMEOUT = 90.0
 
 
 class WorkerProcesses:
-    def __init__(self, vhost: Vhost, extra_env: dict[str, str] | None, logdir: Path) -> None:
+    def __init__(
+        self,
+        vhost: Vhost,
+        extra_env: dict[str, str] | None,
+        logdir: Path,
+        worker_args: dict[str, list[str]] | None = None,
+    ) -> None:
         self.vhost = vhost
         self.extra_env = dict(extra_env or {})
+        self.worker_args = dict(worker_args or {})
         self.logdir = logdir
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, Path] = {}
@@ -58,6 +65,7 @@ class WorkerProcesses:
             argv = discards_argv()
         else:
             argv = [os.environ.get("PYTHON", _python()), "-m", "workers", slug, "--node-suffix", self._suffix]
+            argv += self.worker_args.get(slug, [])
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 argv,
@@ -157,10 +165,16 @@ def _amqp_params(vhost: Vhost) -> dict:
 
 @contextlib.contextmanager
 def running_workers(
-    vhost: Vhost, slugs: list[str], extra_env: dict[str, str] | None = None, *, discards: bool = False
+    vhost: Vhost,
+    slugs: list[str],
+    extra_env: dict[str, str] | None = None,
+    *,
+    discards: bool = False,
+    worker_args: dict[str, list[str]] | None = None,
 ) -> Iterator[WorkerProcesses]:
+    """``worker_args``: more arguments of ``python -m workers`` per slug."""
     with tempfile.TemporaryDirectory(prefix="tte-workers-") as logdir:
-        workers = WorkerProcesses(vhost, extra_env, Path(logdir))
+        workers = WorkerProcesses(vhost, extra_env, Path(logdir), worker_args)
         if discards:
             slugs = [*slugs, DISCARDS]
         try:

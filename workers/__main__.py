@@ -18,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-suffix", default="", help="appended to the node name <slug>@<host>")
     parser.add_argument("--loglevel", default=os.environ.get("LOG_LEVEL", "INFO"))
     parser.add_argument("--no-redispatch", action="store_true", help="do not publish pending items first")
+    parser.add_argument(
+        "--quiet-tasks",
+        action="store_true",
+        help="no INFO line per task (received, succeeded); failures, warnings and the service's own lines stay",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     connections.close_all()
     argv = worker_argv(service, node_suffix=args.node_suffix, loglevel=args.loglevel)
-    os.execve(argv[0], argv, worker_env(service))  # noqa: S606 - our own worker, argv built above
+    os.execve(argv[0], argv, worker_env(service, quiet_tasks=args.quiet_tasks))  # noqa: S606 - our own worker, argv built above
     return 0  # not reached
 
 

@@ -15,6 +15,10 @@ import sys
 from project.celery import WORKER_SERVICES_ENV
 
 POOL_ENV = "TTE_WORKER_POOL"
+# Set (to 1) for a worker whose per-task INFO lines nobody reads: workers/hooks.py
+# raises Celery's task loggers to WARNING. A supervisor that is not --verbose shows
+# none of those lines, and a worker writing two lines per item spends CPU a flood needs.
+QUIET_TASKS_ENV = "TTE_QUIET_TASKS"
 
 
 def worker_pool(service) -> tuple[str, int]:
@@ -57,17 +61,21 @@ def worker_argv(service, *, node_suffix: str = "", loglevel: str = "INFO") -> li
     ]
 
 
-def worker_env(service, base: dict[str, str] | None = None) -> dict[str, str]:
+def worker_env(service, base: dict[str, str] | None = None, *, quiet_tasks: bool = False) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env[WORKER_SERVICES_ENV] = service.slug
     env[POOL_ENV] = worker_pool(service)[0]
+    if quiet_tasks:
+        env[QUIET_TASKS_ENV] = "1"
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
-def launcher_argv(slug: str, *, node_suffix: str = "", loglevel: str = "INFO") -> list[str]:
+def launcher_argv(slug: str, *, node_suffix: str = "", loglevel: str = "INFO", quiet_tasks: bool = False) -> list[str]:
     """``python -m workers <slug>``: what a supervisor runs (it prepares the broker, then execs the worker)."""
     argv = [sys.executable, "-m", "workers", slug, "--loglevel", loglevel]
     if node_suffix:
         argv += ["--node-suffix", node_suffix]
+    if quiet_tasks:
+        argv.append("--quiet-tasks")
     return argv

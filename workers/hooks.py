@@ -6,23 +6,33 @@
 - the drain-ticket watchdog thread (``workers.watchdog``);
 - before each task, Django's ``close_old_connections`` (the connection is
   otherwise reused between tasks: ``CELERY_DB_REUSE_MAX`` in celeryconfig);
-- monitoring events (for Flower) published without a publisher confirm each.
+- monitoring events (for Flower) published without a publisher confirm each;
+- with ``TTE_QUIET_TASKS`` set, no INFO line per task (see workers.command).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import signals
 from celery.events.dispatcher import EventDispatcher
 
 from project.celery import WORKER_SERVICES_ENV, app
-from workers.command import POOL_ENV
+from workers.command import POOL_ENV, QUIET_TASKS_ENV
 
 SLUGS = [s for s in os.environ.get(WORKER_SERVICES_ENV, "").split(",") if s]
 PREFORK = os.environ.get(POOL_ENV, "prefork") == "prefork"
 
 _watchdog = None
+
+# "Received task" (celery.worker.strategy) and "Task … succeeded" (celery.app.trace):
+# Celery asks these loggers once, when the worker builds its strategies and tracers,
+# whether INFO is on. Retries are INFO too; failures are ERROR and stay.
+TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+if os.environ.get(QUIET_TASKS_ENV):
+    for _name in TASK_LOGGERS:
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class UnconfirmedEventDispatcher(EventDispatcher):

@@ -112,7 +112,10 @@ class WorkerSupervisor:
         for service in self.services():
             managed = ManagedProcess(
                 service.slug,
-                launcher_argv(service.slug, node_suffix=self.node_suffix, loglevel=loglevel),
+                # The per-task lines are only shown with --verbose: not written without it.
+                launcher_argv(
+                    service.slug, node_suffix=self.node_suffix, loglevel=loglevel, quiet_tasks=not self.verbose
+                ),
                 label=service.name,
                 max_queue_size=service.max_queue_size,
             )

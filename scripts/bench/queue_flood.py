@@ -3,7 +3,7 @@
 ASYNC service, real Celery workers (``python -m workers <slug>``) on the real broker.
 
     .venv/bin/python scripts/bench/queue_flood.py [--events 5000] [--mix like=70,comment=20,gift=5,follow=5]
-        [--handler-ms 0] [--async-concurrency 8] [--batch 100] [--samples 200] [--phase-times]
+        [--handler-ms 0] [--async-concurrency 8] [--batch 100] [--samples 200] [--phase-times] [--task-lines]
 
 It uses its own database (``<DATABASE_URL name>_flood``, created and migrated if
 needed; one run at a time, serialised by a PostgreSQL advisory lock), creates its
@@ -46,6 +46,10 @@ The last line printed is one JSON object:
                          (a gift) on an idle SYNC worker
   worker_items_per_s     items per second the SYNC worker completes from a backlog,
                          no-op handler (counted once the dispatching is over)
+  worker_cpu_ms_per_item the SYNC worker's CPU (process and prefork child) per item of
+                         that backlog: steadier than the rate when the machine's speed
+                         varies; worker_task_lines says whether the workers wrote a
+                         line per task (--task-lines)
   inversions             SYNC items (all phases) started while an item of higher
                          priority was waiting: dispatched (confirmed) before the
                          worker finished its previous item, i.e. before it asked
@@ -417,8 +421,28 @@ def keep_latency(args, dispatcher, session, sync, asyncs, redis_client, key: str
     return latencies
 
 
-def worker_rate(args, dispatcher, session, sync, asyncs) -> float:
-    """A backlog for the SYNC service alone (the ASYNC one is inactive meanwhile), no-op handler."""
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (a SYNC worker's prefork child runs the tasks)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def worker_rate(args, dispatcher, session, sync, asyncs, worker_pid: int) -> tuple[float, float]:
+    """A backlog for the SYNC service alone (the ASYNC one is inactive meanwhile), no-op handler.
+
+    Returns items/s and the worker's CPU ms per item (its process and its prefork child,
+    over the whole backlog: a steadier figure than the rate on a machine whose speed varies).
+    """
     from django.db.models import Max
 
     from project.queue_system.models import QueueItem, Service
@@ -433,6 +457,7 @@ def worker_rate(args, dispatcher, session, sync, asyncs) -> float:
         ]
     )
     mark = last_item_id()
+    cpu_before = tree_cpu_seconds(worker_pid)
     Service.objects.filter(pk=asyncs.pk).update(is_active=False)
     try:
         for start in range(0, len(events), 200):
@@ -451,6 +476,7 @@ def worker_rate(args, dispatcher, session, sync, asyncs) -> float:
         "the SYNC worker's backlog did not complete",
         interval=0.1,
     )
+    cpu_ms_per_item = (tree_cpu_seconds(worker_pid) - cpu_before) * 1000 / len(events)
     epoch = dispatched_datetime(dispatched)
     after = items.filter(started_at__gte=epoch)
     count = after.count()
@@ -458,8 +484,11 @@ def worker_rate(args, dispatcher, session, sync, asyncs) -> float:
     if count < args.worker_items // 4:
         raise RuntimeError(f"only {count} items were left once the backlog was dispatched: raise --worker-items")
     rate = count / (last - epoch).total_seconds()
-    log(f"SYNC worker: {count} items from a backlog in {(last - epoch).total_seconds():.2f} s = {rate:.0f}/s")
-    return rate
+    log(
+        f"SYNC worker: {count} items from a backlog in {(last - epoch).total_seconds():.2f} s = {rate:.0f}/s; "
+        f"{cpu_ms_per_item:.2f} ms of its CPU per item"
+    )
+    return rate, cpu_ms_per_item
 
 
 def flood(args, dispatcher, session, services, mix) -> dict:
@@ -691,6 +720,12 @@ def main() -> int:
     parser.add_argument("--settle-timeout", type=float, default=120.0, help="seconds for the flood to settle")
     parser.add_argument("--seed", type=int, default=7, help="shuffle of the mix")
     parser.add_argument("--worker-loglevel", default="INFO")
+    parser.add_argument(
+        "--task-lines",
+        action="store_true",
+        help="the service workers write a line per task (run_queue_workers --verbose); by default they do not, "
+        "as under run_queue_workers without --verbose (python -m workers --quiet-tasks)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="print where the worker logs are and keep them")
     parser.add_argument(
         "--sequential", action="store_true", help="flood through EventDispatcher.dispatch_many, one batch at a time"
@@ -769,8 +804,12 @@ def main() -> int:
     result: dict = {}
     try:
         loglevel = ["--loglevel", args.worker_loglevel]
+        quiet = [] if args.task_lines else ["--quiet-tasks"]
         for service in services:
-            procs.start(service.slug, [sys.executable, "-m", "workers", service.slug, "--node-suffix", run, *loglevel])
+            procs.start(
+                service.slug,
+                [sys.executable, "-m", "workers", service.slug, "--node-suffix", run, *loglevel, *quiet],
+            )
         procs.start(
             "plain",
             [sys.executable, "-m", "celery", "-A", "project.celery:app", "worker", "-Q", PLAIN_QUEUE,
@@ -785,7 +824,7 @@ def main() -> int:
 
         confirm_rate, celery_latencies = celery_baselines(args, redis_client, key)
         keep = keep_latency(args, dispatcher, session, sync, asyncs, redis_client, key)
-        items_per_s = worker_rate(args, dispatcher, session, sync, asyncs)
+        items_per_s, cpu_per_item = worker_rate(args, dispatcher, session, sync, asyncs, procs.procs[sync.slug].pid)
         flooded = flood(args, dispatcher, session, services, mix)
         for name in procs.procs:
             procs.check(name)
@@ -814,6 +853,8 @@ def main() -> int:
             "keep_p50_ms": round(percentile(keep, 0.5), 2),
             "keep_p99_ms": round(percentile(keep, 0.99), 2),
             "worker_items_per_s": round(items_per_s, 1),
+            "worker_cpu_ms_per_item": round(cpu_per_item, 3),
+            "worker_task_lines": args.task_lines,
             "inversions": inversions,
             "completed": states[QueueItem.Status.COMPLETED],
             "failed": states[QueueItem.Status.FAILED],
