@@ -67,6 +67,8 @@ def worker_env(service, base: dict[str, str] | None = None, *, quiet_tasks: bool
     env[POOL_ENV] = worker_pool(service)[0]
     if quiet_tasks:
         env[QUIET_TASKS_ENV] = "1"
+    else:
+        env.pop(QUIET_TASKS_ENV, None)  # not inherited: the command line decides
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

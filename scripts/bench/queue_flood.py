@@ -750,6 +750,7 @@ def main() -> int:
     from project.queue_system.queues import main_queue_name
     from project.queue_system.seed_data import DINOCHROME_EVENTS, OVERLAYS_EVENTS
     from project.tiktok_events.models import LiveSession
+    from workers.command import launcher_argv
 
     with connection.cursor() as cursor:
         log("waiting for the flood lock (one run per database) ...")
@@ -804,12 +805,11 @@ def main() -> int:
     result: dict = {}
     try:
         loglevel = ["--loglevel", args.worker_loglevel]
-        quiet = [] if args.task_lines else ["--quiet-tasks"]
         for service in services:
-            procs.start(
-                service.slug,
-                [sys.executable, "-m", "workers", service.slug, "--node-suffix", run, *loglevel, *quiet],
+            argv = launcher_argv(
+                service.slug, node_suffix=run, loglevel=args.worker_loglevel, quiet_tasks=not args.task_lines
             )
+            procs.start(service.slug, argv)
         procs.start(
             "plain",
             [sys.executable, "-m", "celery", "-A", "project.celery:app", "worker", "-Q", PLAIN_QUEUE,
