@@ -90,6 +90,16 @@ def _cpu_times() -> list[int] | None:
     return values if fields and fields[0] == "cpu" and len(values) == 8 else None
 
 
+def cpu_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy so far (user, nice, system, irq, softirq:
+    every process, the servers included), from /proc/stat; None where there is none."""
+    times = _cpu_times()
+    if times is None:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, _steal = times
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

@@ -50,6 +50,10 @@ The last line printed is one JSON object:
                          that backlog: steadier than the rate when the machine's speed
                          varies; worker_task_lines says whether the workers wrote a
                          line per task (--task-lines)
+  flood_cpu_busy_pct     the whole machine's CPU busy during the flood (every process,
+                         the servers included; 100 = every core busy all along)
+  flood_cpu_ms_per_event the machine's busy CPU time during the flood per flood event: at
+                         full load, the cores divided by it bound dispatched_per_s
   inversions             SYNC items (all phases) started while an item of higher
                          priority was waiting: dispatched (confirmed) before the
                          worker finished its previous item, i.e. before it asked
@@ -93,7 +97,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from bench_setup import MachineGauge, create_vhost, delete_vhost, log, use_bench_database  # noqa: E402 - after the path set-up
+from bench_setup import (  # noqa: E402 - after the path set-up
+    MachineGauge,
+    cpu_busy_seconds,
+    create_vhost,
+    delete_vhost,
+    log,
+    use_bench_database,
+)
 from broker_ceiling import flood_events_per_s  # noqa: E402
 from celery import shared_task  # noqa: E402
 
@@ -529,6 +540,7 @@ def flood(args, dispatcher, session, services, mix) -> dict:
     if args.phase_times:
         timings = PhaseTimes(sequential_steps(dispatcher) if pipeline is None else pipeline_steps(pipeline))
     try:
+        busy_before = cpu_busy_seconds()
         started = time.perf_counter()
         for number, start in enumerate(range(0, len(events), args.batch)):
             batch = events[start : start + args.batch]
@@ -544,7 +556,11 @@ def flood(args, dispatcher, session, services, mix) -> dict:
             pending = sum(outcome.unconfirmed for outcome in outcomes)
             confirmed = created - pending
         elapsed = time.perf_counter() - started
+        busy_after = cpu_busy_seconds()
+        busy = None if busy_before is None or busy_after is None else busy_after - busy_before
         log(f"flood dispatched in {elapsed:.2f} s: {created} items created, {confirmed} confirmed, {pending} pending")
+        if busy is not None:
+            log(f"  the machine's CPU meanwhile: {busy:.2f} s busy of {elapsed * os.cpu_count():.2f} s")
         if timings is not None:
             timings.report(elapsed)
         still = QueueItem.objects.filter(service__in=services, status__in=OPEN)
@@ -582,7 +598,19 @@ def flood(args, dispatcher, session, services, mix) -> dict:
         "dispatched_items": confirmed_items,
         "max_depth": max(sampler.maxima.values(), default=0),
         "maxima": sampler.maxima,
+        "cpu_busy_s": busy,
         "mark": mark,
+    }
+
+
+def flood_cpu(flooded: dict, events: int) -> dict:
+    """The whole machine's CPU during the flood (every process: servers, workers, this one)."""
+    busy = flooded["cpu_busy_s"]
+    if busy is None:
+        return {"flood_cpu_busy_pct": None, "flood_cpu_ms_per_event": None}
+    return {
+        "flood_cpu_busy_pct": round(100 * busy / (flooded["elapsed"] * os.cpu_count()), 1),
+        "flood_cpu_ms_per_event": round(busy * 1000 / events, 3),
     }
 
 
@@ -854,6 +882,7 @@ def main() -> int:
             "keep_p99_ms": round(percentile(keep, 0.99), 2),
             "worker_items_per_s": round(items_per_s, 1),
             "worker_cpu_ms_per_item": round(cpu_per_item, 3),
+            **flood_cpu(flooded, args.events),
             "worker_task_lines": args.task_lines,
             "inversions": inversions,
             "completed": states[QueueItem.Status.COMPLETED],
