@@ -325,7 +325,7 @@ def items_held_unconfirmed(items, count: int, *, hold: float, timeout: float) ->
         seen = set(unconfirmed.values_list("pk", flat=True))
         if len(seen) >= count:
             time.sleep(hold)
-            held = seen & set(unconfirmed.filter(pk__in=seen).values_list("pk", flat=True))
+            held = set(unconfirmed.filter(pk__in=seen).values_list("pk", flat=True))
             if len(held) >= count:
                 return held
         time.sleep(0.05)
