@@ -81,7 +81,7 @@ class ServiceAdmin(admin.ModelAdmin):
     actions = ["purge_discardable_queues"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "service_class", "is_active"]}),
-        ("Processing", {"fields": ["mode", "concurrency", "max_queue_size"]}),
+        ("Processing", {"fields": ["mode", "concurrency", "max_queue_size", "time_budget_seconds"]}),
         ("Broker (live)", {"fields": ["broker_queues"]}),
     ]
 

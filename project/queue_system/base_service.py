@@ -46,3 +46,18 @@ class BaseQueueService:
     def process_event(self, live_event: LiveEvent, queue_item: QueueItem) -> bool:
         """Handle one event; return True on success, False on failure."""
         raise NotImplementedError(f"{type(self).__name__} must implement process_event(live_event, queue_item)")
+
+    def on_timeout(self, live_event: LiveEvent, queue_item: QueueItem) -> None:
+        """Runs when ``process_event`` of this item outlived the service's time budget.
+
+        The item is already ``failed`` ("timed out after N s") and the worker has
+        moved on; release what the handler holds (stop a speech, close a remote
+        session). It runs in the worker, beside the overdue handler (an ASYNC
+        service's thread may still be inside it), or in a fresh process after a
+        SYNC worker's child was killed: it must not assume the handler has returned.
+        """
+
+    @property
+    def time_budget(self) -> float:
+        """Seconds one event may take (``Service.time_budget_seconds``); internal waits stay below it."""
+        return float(getattr(self.service, "time_budget_seconds", None) or 300)

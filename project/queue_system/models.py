@@ -37,12 +37,23 @@ class Service(BaseModel):
         help_text="How many discardable events of each type may wait; older ones are dropped beyond it.",
     )
     is_active = models.BooleanField(default=True, db_index=True)
+    time_budget_seconds = models.PositiveIntegerField(
+        "time budget (s)",
+        default=300,
+        validators=[MinValueValidator(5), MaxValueValidator(3600)],
+        help_text="How long one event may take in this service (5–3600 s). Past it the event fails with "
+        "'timed out after N s', the service's on_timeout runs and the next event starts.",
+    )
 
     class Meta:
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=models.Q(concurrency__gte=1), name="service_concurrency_gte_1"),
             models.CheckConstraint(condition=models.Q(max_queue_size__gte=1), name="service_max_queue_size_gte_1"),
+            models.CheckConstraint(
+                condition=models.Q(time_budget_seconds__gte=5, time_budget_seconds__lte=3600),
+                name="service_time_budget_5_3600",
+            ),
         ]
 
     def __str__(self) -> str:

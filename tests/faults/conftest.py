@@ -1,0 +1,17 @@
+"""Every test under tests/faults/ stops a real server or kills processes: marked ``faults`` (run
+them alone with ``./scripts/test -m faults``) and ``slow``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.faults)
+            item.add_marker(pytest.mark.slow)
