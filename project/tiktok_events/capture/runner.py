@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import signal
@@ -25,6 +26,7 @@ from django.db import connection
 
 from project.tiktok_events.capture import store
 from project.tiktok_events.capture.client import build_client, explain, prepare_parsing, retry_after
+from project.tiktok_events.capture.database import with_reconnect
 from project.tiktok_events.capture.endpoints import CaptureAborted, TikTokEndpoints
 from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.capture.pipeline import CapturePipeline
@@ -243,7 +245,10 @@ class CaptureRunner:
     # -- helpers ----------------------------------------------------------------------------------
 
     async def _in_writer(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
+        # Session rows survive a PostgreSQL restart like the batches do: a new connection, again.
+        return await asyncio.get_running_loop().run_in_executor(
+            self.writer, functools.partial(with_reconnect, fn, *args, what=fn.__name__)
+        )
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
