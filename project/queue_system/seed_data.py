@@ -17,6 +17,8 @@ CONFIG_KEYS: dict[str, str] = {
     "elevenlabs_model_id": "ElevenLabs TTS model; empty = eleven_multilingual_v2 (1 credit per character).",
     "elevenlabs_output_format": "TTS audio format: wav_<rate>, pcm_<rate> or mp3_<rate>_<kbps>; empty = wav_22050.",
     "elevenlabs_session_char_cap": "Most TTS characters per live session; empty or 0 = no cap.",
+    "elevenlabs_cache_max_mb": "Size cap of the TTS audio cache (media/elevenlabs/) in MB; least recently used "
+    "phrases are deleted past it; empty = 500.",
     "api_token": "Token for the HTTP API (Authorization: Bearer <token>); empty = staff login only (secret).",
     "llm_reply_cooldown_seconds": "LLM service: at most one reply per viewer per this many seconds; empty = 60.",
     "llm_max_tokens": "LLM service: max_tokens of each reply; empty = 120.",

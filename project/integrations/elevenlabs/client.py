@@ -12,15 +12,17 @@ admin applies to running workers without a restart:
   (empty or 0: no cap).
 
 A phrase is saved under ``MEDIA_ROOT/elevenlabs/`` with a name derived from
-(voice, model, format, text), so the same phrase is never paid for twice.
+(voice, model, format, text), so the same phrase is never paid for twice; the
+directory is capped by ``elevenlabs_cache_max_mb`` (see :mod:`.cache`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import os
-import uuid
+import math
+import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +37,16 @@ from elevenlabs.environment import ElevenLabsEnvironment
 
 from project.app_config.config import get_config
 from project.integrations.config_values import config_int
-from project.integrations.elevenlabs import playback
+from project.integrations.deadlines import seconds_left
+from project.integrations.elevenlabs import cache, playback
 from project.integrations.elevenlabs.errors import (
     ElevenLabsConfigError,
+    ElevenLabsDiskFullError,
     ElevenLabsError,
+    ElevenLabsNetworkError,
     ElevenLabsRequestError,
     ElevenLabsServerError,
+    ElevenLabsStorageError,
     from_api_error,
     from_transport_error,
 )
@@ -59,6 +65,10 @@ DEFAULT_OUTPUT_FORMAT = "wav_22050"
 MAX_TEXT_CHARACTERS = 5000
 API_KEY_ENV_ALIASES = ("ELEVENLABS_API_KEY", "ELEVEN_API_KEY")
 _SUFFIXES = {"mp3": ".mp3", "wav": ".wav", "pcm": ".wav"}  # pcm_* is wrapped into a WAV file here
+# One request, from sending the text to the last byte of audio, when the caller gives no deadline.
+REQUEST_SECONDS = 120.0
+# A full disk is rarely fixed in a second; the queue tries an item 5 times in all.
+DISK_FULL_RETRY_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class TTSSettings:
     output_format: str
     base_url: str
     cap: int | None
+    cache_cap_bytes: int
 
 
 class ElevenLabsClient:
@@ -118,6 +129,8 @@ class ElevenLabsClient:
                 self._base_url or get_config("elevenlabs_base_url") or ElevenLabsEnvironment.PRODUCTION.value
             ).rstrip("/"),
             cap=cap or None,
+            # Read here, before any call: a bad value refuses the phrase instead of failing after paying.
+            cache_cap_bytes=cache.cache_cap_bytes(),
         )
 
     def _sdk(self, base_url: str) -> ElevenLabs:
@@ -154,6 +167,7 @@ class ElevenLabsClient:
         wait: bool = False,
         *,
         session: SessionRef = None,
+        deadline: float | None = None,
     ) -> Path | None:
         """Speak ``text``: the path of the saved audio, or None when the session's cap refused it.
 
@@ -161,8 +175,13 @@ class ElevenLabsClient:
         charged to; by default the one being captured now. ``play_audio`` plays
         the file; ``wait`` then returns only after playback has ended. A cached
         phrase costs nothing and is played even when the cap is reached.
+        ``deadline`` (a ``time.monotonic()`` instant, see
+        :mod:`project.integrations.deadlines`) bounds the request and the wait
+        for the player; without it the request may take ``REQUEST_SECONDS``.
         Raises an :class:`ElevenLabsError` subclass; transient ones are also
         ``TransientError``, so a service can let them propagate to be retried.
+        A full disk is one of them (:class:`ElevenLabsDiskFullError`): the
+        characters stay charged and the retry saves the audio already received.
         """
         text = (text or "").strip()
         if not text:
@@ -178,9 +197,15 @@ class ElevenLabsClient:
         log = {"session_id": usage.session_id, "voice_id": voice, "characters": len(text), "audio": path.name}
 
         if path.is_file() and path.stat().st_size > 0:
+            cache.touch(path)
             usage.record_cache_hit()
             logger.info("TTS phrase served from cache", extra={**log, "cached": True})
+        elif (received := cache.ReceivedAudio.get(path.name)) is not None:
+            # Paid for by an earlier attempt whose write failed: saving it is all that is left.
+            self._save(path, received, tts, log)
+            logger.info("TTS phrase saved from audio received earlier", extra={**log, "cached": False, "credits": 0})
         else:
+            self._ensure_media_dir()  # an unwritable MEDIA_ROOT is found before paying, not after
             if not usage.reserve(len(text), tts.cap):
                 usage.record_refused()
                 logger.warning(
@@ -193,47 +218,97 @@ class ElevenLabsClient:
                 )
                 return None
             try:
-                credits = self._synthesize(text, voice, tts, path)
+                audio, credits = self._synthesize(text, voice, tts, deadline)
             except BaseException:
-                usage.refund(len(text))
+                usage.refund(len(text))  # no audio arrived: nothing to pay for
                 raise
+            # From here ElevenLabs has charged the characters: they stay counted whatever the disk does.
             usage.record_success(credits)
             logger.info("TTS phrase generated", extra={**log, "credits": credits, "cached": False})
+            self._save(path, audio, tts, log)
 
         if play_audio:
-            playback.play(path, wait=wait)
+            playback.play(path, wait=wait, timeout=None if deadline is None else seconds_left(deadline, math.inf))
         return path
 
-    def _synthesize(self, text: str, voice_id: str, tts: TTSSettings, path: Path) -> int:
-        """Call the API and write the audio to ``path`` atomically; returns the credits charged."""
+    def _ensure_media_dir(self) -> None:
+        try:
+            self.media_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if cache.is_disk_full(exc):
+                raise ElevenLabsDiskFullError(
+                    f"The audio cache {self.media_dir} cannot be created: {exc.strerror}.",
+                    retry_after=DISK_FULL_RETRY_SECONDS,
+                ) from None
+            raise ElevenLabsStorageError(
+                f"The audio cache {self.media_dir} cannot be created ({exc.strerror or type(exc).__name__}): "
+                "fix the directory's permissions or MEDIA_ROOT."
+            ) from None
+
+    def _save(self, path: Path, audio: bytes, tts: TTSSettings, log: dict[str, Any]) -> None:
+        """Write the phrase whole, then trim the cache; the audio is kept for the retry when the disk refuses it."""
+        try:
+            cache.write_atomically(path, audio)
+        except OSError as exc:
+            cache.ReceivedAudio.put(path.name, audio)
+            reason = exc.strerror or type(exc).__name__
+            if cache.is_disk_full(exc):
+                logger.warning("TTS audio received but the disk refused it (%s): kept for the retry", reason, extra=log)
+                raise ElevenLabsDiskFullError(
+                    f"The audio cache {self.media_dir} has no room for {len(audio)} bytes ({reason}); "
+                    "the audio already received is kept and saved by the retry. Free disk space "
+                    f"or lower Config {cache.CACHE_CAP_KEY}.",
+                    retry_after=DISK_FULL_RETRY_SECONDS,
+                ) from None
+            raise ElevenLabsStorageError(
+                f"The audio cache {self.media_dir} cannot be written ({reason}): "
+                "fix the directory's permissions or MEDIA_ROOT."
+            ) from None
+        cache.ReceivedAudio.drop(path.name)
+        try:
+            cache.evict_over_cap(self.media_dir, tts.cache_cap_bytes, keep=(path,))
+        except OSError as exc:  # the phrase is saved; a failed trim is retried after the next write
+            logger.warning("audio cache could not be trimmed: %s", exc, extra=log)
+
+    def _synthesize(self, text: str, voice_id: str, tts: TTSSettings, deadline: float | None) -> tuple[bytes, int]:
+        """Call the API; returns the audio (pcm_* wrapped as WAV) and the credits charged."""
         sdk = self._sdk(tts.base_url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+        deadline = time.monotonic() + REQUEST_SECONDS if deadline is None else deadline
+        timeout = seconds_left(deadline, self.timeout)
+        if timeout <= 0:
+            raise ElevenLabsNetworkError("No time left in the item's time budget to call ElevenLabs.")
+        chunks: list[bytes] = []
         try:
             with sdk.text_to_speech.with_raw_response.convert(
-                voice_id, text=text, model_id=tts.model_id, output_format=tts.output_format
+                voice_id,
+                text=text,
+                model_id=tts.model_id,
+                output_format=tts.output_format,
+                request_options={"timeout_in_seconds": timeout, "max_retries": 0},
             ) as response:
                 headers = response.headers
-                with partial.open("wb") as out:
-                    for chunk in response.data:
-                        out.write(chunk)
-            if tts.output_format.startswith("pcm_"):
-                _wrap_pcm_as_wav(partial, int(tts.output_format.split("_")[1]))
-            if partial.stat().st_size == 0:
-                raise ElevenLabsServerError("ElevenLabs answered with empty audio. Retry later.")
-            os.replace(partial, path)
+                for chunk in response.data:
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise ElevenLabsNetworkError(
+                            "ElevenLabs was still sending the audio when the item's time budget ran out"
+                        )
         except ApiError as exc:
             raise from_api_error(exc) from None
         except ParsingError as exc:
             raise ElevenLabsServerError(f"ElevenLabs answered {exc.status_code} in an unexpected format.") from None
         except httpx.TransportError as exc:
-            raise from_transport_error(exc, tts.base_url, self.timeout) from None
-        finally:
-            partial.unlink(missing_ok=True)
+            raise from_transport_error(exc, tts.base_url, timeout) from None
+        audio = b"".join(chunks)
+        if not audio:
+            raise ElevenLabsServerError("ElevenLabs answered with empty audio. Retry later.")
+        if tts.output_format.startswith("pcm_"):
+            audio = _pcm_as_wav(audio, int(tts.output_format.split("_")[1]))
         try:
-            return int(float(headers.get("character-cost", len(text))))
+            credits = int(float(headers.get("character-cost", len(text))))
         except ValueError:
-            return len(text)
+            credits = len(text)
+        return audio, credits
 
     # --- voices -------------------------------------------------------------
 
@@ -262,11 +337,12 @@ class ElevenLabsClient:
         ]
 
 
-def _wrap_pcm_as_wav(path: Path, rate: int) -> None:
+def _pcm_as_wav(pcm: bytes, rate: int) -> bytes:
     """pcm_* is headerless 16-bit mono little-endian: give it a WAV header so players can read it."""
-    pcm = path.read_bytes()
-    with wave.open(str(path), "wb") as out:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
         out.writeframes(pcm)
+    return buffer.getvalue()

@@ -4,7 +4,8 @@ The API answers errors as ``{"detail": {"status": ..., "message": ...}}``. A
 401 is either a bad key (``invalid_api_key``: permanent) or an exhausted
 character quota (``quota_exceeded``: transient — it comes back with credits or
 the monthly reset). 429 means too many concurrent requests or ``system_busy``;
-5xx, timeouts and connection failures are transient too.
+5xx, timeouts and connection failures are transient too. A full disk while the
+audio is saved is transient as well; a directory that cannot be written is not.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ class ElevenLabsServerError(ElevenLabsTransientError):
 
 class ElevenLabsNetworkError(ElevenLabsTransientError):
     """ElevenLabs could not be reached or did not answer in time."""
+
+
+class ElevenLabsStorageError(ElevenLabsError):
+    """The audio arrived (and was paid for) but cannot be saved: a directory that cannot be written."""
+
+
+class ElevenLabsDiskFullError(ElevenLabsStorageError, ElevenLabsTransientError):
+    """The audio arrived but the disk is full (or a quota or file-size limit was hit): retry once there is room."""
+
+    permanent = False
 
 
 def _detail(body: Any) -> tuple[str, str]:

@@ -17,6 +17,8 @@ import threading
 import wave
 from pathlib import Path
 
+from project.integrations.elevenlabs import cache
+
 logger = logging.getLogger("integrations.elevenlabs")
 
 # (binary, arguments before the file, suffixes it can play or None for any)
@@ -55,29 +57,43 @@ def audio_seconds(path: Path) -> float | None:
         return None
 
 
-def play(path: Path, wait: bool) -> bool:
-    """Start playing ``path``; with ``wait``, return when it has finished. False if nothing could play it."""
+def play(path: Path, wait: bool, timeout: float | None = None) -> bool:
+    """Start playing ``path``; with ``wait``, return when it has finished. False if nothing could play it.
+
+    ``timeout`` (the caller's time budget) stops a player earlier than its audio's length plus grace would.
+    """
     command = find_player(path)
     if command is None:
         logger.warning(NO_PLAYER_HINT, extra={"audio": path.name})
         return False
     seconds = audio_seconds(path)
-    timeout = UNKNOWN_LENGTH_TIMEOUT if seconds is None else seconds + PLAYBACK_GRACE_SECONDS
+    limit = UNKNOWN_LENGTH_TIMEOUT if seconds is None else seconds + PLAYBACK_GRACE_SECONDS
+    if timeout is not None:
+        limit = min(limit, timeout)
     player = Path(command[0]).name
+    cache.hold(path)  # the cache's eviction leaves it alone until the player has exited
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except OSError as exc:
+        cache.release(path)
         logger.warning("audio player %s cannot start: %s", player, exc, extra={"audio": path.name})
         return False
     if not wait:
         threading.Thread(
-            target=_reap, args=(process, player, path, timeout), name=f"play-{path.stem[:8]}", daemon=True
+            target=_reap, args=(process, player, path, limit), name=f"play-{path.stem[:8]}", daemon=True
         ).start()
         return True
-    return _reap(process, player, path, timeout)
+    return _reap(process, player, path, limit)
 
 
 def _reap(process: subprocess.Popen, player: str, path: Path, timeout: float) -> bool:
+    try:
+        return _wait_for_player(process, player, path, timeout)
+    finally:
+        cache.release(path)
+
+
+def _wait_for_player(process: subprocess.Popen, player: str, path: Path, timeout: float) -> bool:
     try:
         _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

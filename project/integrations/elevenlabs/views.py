@@ -26,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from project.app_config.config import get_config
+from project.integrations.elevenlabs import cache
 from project.integrations.elevenlabs.client import MAX_TEXT_CHARACTERS, ElevenLabsClient
 from project.integrations.elevenlabs.errors import ElevenLabsAuthError, ElevenLabsConfigError, ElevenLabsError
 
@@ -140,5 +141,6 @@ def audio(request: HttpRequest, name: str) -> FileResponse:
     path = ElevenLabsClient().media_dir / name
     if not path.is_file():
         raise Http404("no such audio file")
+    cache.touch(path)  # fetched is used: the cache's eviction keeps it longer
     content_type = "audio/wav" if name.endswith(".wav") else "audio/mpeg"
     return FileResponse(path.open("rb"), content_type=content_type)
