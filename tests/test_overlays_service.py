@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 
 from project.queue_system.base_service import TransientError
+from project.queue_system.models import QueueItem
 from project.services.overlays.services import OverlaysService
 from project.services.overlays.stream import publisher
 from tests.service_events import gift, live_event, live_session
@@ -67,10 +68,45 @@ def test_it_lets_go_of_held_cards_when_stopping(overlay_stream):
     assert time.monotonic() - stopping < 5
 
 
-def test_it_asks_for_a_retry_when_redis_is_down(overlay_stream, settings):
+def test_it_waits_for_redis_then_asks_the_queue_for_a_retry(overlay_stream, settings):
+    """Nothing listens on port 9: Redis stays away for the whole (shortened) wait."""
     event = gift(live_session(), "Rose")
-    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on port 9
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"
+    settings.REDIS_OUTAGE_WAIT_SECONDS = 2
     service = OverlaysService(display_times={"GiftEvent": 1})
-    with pytest.raises(TransientError, match="Redis unavailable for the overlay push") as raised:
+    started = time.monotonic()
+    with pytest.raises(
+        TransientError, match=r"Redis unreachable for 2 s \(overlay card\).*the card is retried"
+    ) as raised:
         service.process_event(event, None)
+    assert 2 <= time.monotonic() - started < 4
     assert raised.value.retry_after == 2
+
+
+def test_a_stopping_worker_does_not_wait_for_redis(overlay_stream, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"
+    settings.REDIS_OUTAGE_WAIT_SECONDS = 60
+    service = OverlaysService(display_times={"GiftEvent": 1})
+    service.on_start()
+    threading.Timer(0.5, service.on_stop).start()
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="Redis unreachable"):
+        service.process_event(gift(live_session(), "Rose"), None)
+    assert time.monotonic() - started < 4
+
+
+def test_a_time_budget_shorter_than_the_wait_spreads_it_over_the_retries(settings):
+    from project.queue_system.processing import MAX_ATTEMPTS
+    from project.redis_outage import plan_for
+
+    settings.REDIS_OUTAGE_WAIT_SECONDS = 120
+    first = QueueItem(attempts=1)
+    plan = plan_for(first, time_budget=30, reserve=10)
+    assert plan.wait_seconds == 20
+    # the five attempts from the first one cover the whole wait
+    assert MAX_ATTEMPTS * plan.wait_seconds + (MAX_ATTEMPTS - 1) * plan.retry_after >= 120
+    # the default budget: one attempt waits it all
+    assert plan_for(first, time_budget=300, reserve=18).wait_seconds == 120
+    # met on its fourth attempt: one retry left, the two attempts still cover it
+    fourth = plan_for(QueueItem(attempts=4), time_budget=30, reserve=10)
+    assert 2 * fourth.wait_seconds + fourth.retry_after >= 120

@@ -30,6 +30,7 @@ from project.integrations.llm.cooldown import ViewerCooldown
 from project.integrations.llm.models import LLMReply
 from project.integrations.llm.prompts import build_prompt, viewer_name
 from project.queue_system.base_service import BaseQueueService
+from project.redis_outage import plan_for
 
 if TYPE_CHECKING:
     from project.queue_system.models import QueueItem
@@ -67,21 +68,26 @@ class LLMService(BaseQueueService):
             live_event=live_event, service=self.service, status=LLMReply.Status.REPLIED
         ).first()
         if reply is None:
-            reply = self._generate(live_event, log)
+            reply = self._generate(live_event, queue_item, log)
             if reply is None:
                 return True
         if config_bool("llm_speak_replies", False) and not reply.spoken:
             self._speak(reply, live_event, log)
         return True
 
-    def _generate(self, live_event: LiveEvent, log: dict[str, Any]) -> LLMReply | None:
+    def _generate(self, live_event: LiveEvent, queue_item: QueueItem, log: dict[str, Any]) -> LLMReply | None:
         prompt = build_prompt(live_event)
         if prompt is None:
             self.logger.info("nothing to answer for this event", extra=log)
             return None
         viewer = live_event.user_unique_id or live_event.user_id or viewer_name(live_event)
-        cooldown = ViewerCooldown(self.slug, config_int("llm_reply_cooldown_seconds", 60))
-        if not cooldown.claim(viewer, live_event.pk):
+        # A Redis outage is waited out in the claim, keeping half the time budget for the
+        # LLM call and the speech after it (the whole wait with the default 300 s budget).
+        outage = plan_for(queue_item, time_budget=self.time_budget, reserve=self.time_budget / 2)
+        cooldown = ViewerCooldown(
+            self.slug, config_int("llm_reply_cooldown_seconds", 60), wait_seconds=outage.wait_seconds
+        )
+        if not cooldown.claim(viewer, live_event.pk, retry_after=outage.retry_after):
             self.logger.info(
                 "no reply: %s was answered less than %s s ago (%s s left)",
                 viewer,

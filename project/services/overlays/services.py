@@ -5,6 +5,9 @@ keeps its worker thread for the card's display time. The pool size
 (``Service.concurrency``, 8 by default) is therefore the number of cards on screen at
 once: in a flood the rest wait in the priority queue — gifts first — instead of
 covering the stream, and discardable likes and comments are shed by the queue.
+
+While Redis is away the card waits in its thread (see :mod:`project.redis_outage`)
+and is published within seconds of Redis' return, with its whole display time.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import redis
-
 from project.queue_system.base_service import BaseQueueService, TransientError
+from project.redis_outage import RedisOutage, call_through_outage, plan_for
 from project.services.overlays.cards import build_card, display_seconds, display_times
 from project.services.overlays.stream import publish_card
+
+# Seconds of the time budget kept for the work after the push, beside the display time.
+BUDGET_MARGIN = 10.0
 
 
 class OverlaysService(BaseQueueService):
@@ -39,17 +44,23 @@ class OverlaysService(BaseQueueService):
     def process_event(self, live_event: Any, queue_item: Any) -> bool:
         seconds = display_seconds(live_event.event_type, display_times(self.options))
         card = build_card(live_event, seconds)
+        log = {"service": self._slug, "event_id": live_event.pk, "event_type": live_event.event_type}
+        plan = plan_for(queue_item, time_budget=self.time_budget, reserve=seconds + BUDGET_MARGIN)
         try:
-            entry_id = publish_card(card)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # Redis restarting must not cost a gift its card: the queue retries the event.
-            raise TransientError(f"Redis unavailable for the overlay push: {exc}", retry_after=2) from exc
+            entry_id = call_through_outage(
+                lambda: publish_card(card),
+                what="overlay card",
+                wait_seconds=plan.wait_seconds,
+                stop=self._stopping,
+                log_extra=log,
+            )
+        except RedisOutage as exc:
+            # Redis restarting must not cost a gift its card: the queue tries again.
+            raise TransientError(f"{exc}; the card is retried", retry_after=plan.retry_after) from None
         self.logger.info(
             "card shown",
             extra={
-                "service": self._slug,
-                "event_id": live_event.pk,
-                "event_type": live_event.event_type,
+                **log,
                 "card": card["type"],
                 "stream_id": entry_id,
                 "display_seconds": seconds,

@@ -9,11 +9,19 @@ ids are Redis' own millisecond clock, which also tells how long a replayed card 
 has to stay on screen. Unlike pub/sub channels, streams live in the Redis database of
 ``REDIS_URL``, so two installations sharing one Redis server never see each other's
 cards.
+
+When Redis goes away (a restart: it comes back empty) the stream ends cleanly with a
+``retry:`` and an ``unavailable`` event instead of a 500: the browser's EventSource
+reconnects by itself after that delay, again and again until Redis answers, and then
+resumes after its Last-Event-ID (the card ids of a restarted Redis carry on from the
+clock, so they sort after the ones the page saw). The web server's thread is freed at
+once rather than held by a page waiting for Redis.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -24,9 +32,14 @@ import redis
 from django.conf import settings
 
 from project.env import env_int, env_str
+from project.redis_outage import REDIS_DOWN
+
+logger = logging.getLogger("services.overlays")
 
 KEEP_CARDS = 500  # approximate length the stream is trimmed to
 REPLAY_WINDOW_MS = 60_000  # a page that (re)opens without an id still shows cards younger than this
+# How long the browser waits before it reconnects after an ``unavailable`` end.
+UNAVAILABLE_RETRY_MS = 2000
 _ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 _clients: dict[str, redis.Redis] = {}
@@ -97,16 +110,24 @@ def sse_events(last_id: str | None) -> Iterator[str]:
     key = stream_key()
     deadline = time.monotonic() + max_stream_seconds()
     try:
-        if last_id is None:
-            last_id = f"{max(0, _redis_now_ms(client) - REPLAY_WINDOW_MS)}-0"
+        try:
+            if last_id is None:
+                last_id = f"{max(0, _redis_now_ms(client) - REPLAY_WINDOW_MS)}-0"
+        except REDIS_DOWN as exc:
+            yield _unavailable(exc)
+            return
         yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'heartbeat_ms': heartbeat * 1000})}\n\n"
         while time.monotonic() < deadline:
-            batches = client.xread({key: last_id}, block=heartbeat * 1000, count=100)
+            try:
+                batches = client.xread({key: last_id}, block=heartbeat * 1000, count=100)
+                now_ms = _redis_now_ms(client) if batches else 0
+            except REDIS_DOWN as exc:
+                yield _unavailable(exc)
+                return
             if not batches:
                 # A named event, not an SSE comment: the page's watchdog only sees events.
                 yield "event: ping\ndata: {}\n\n"
                 continue
-            now_ms = _redis_now_ms(client)
             for entry_id, fields in batches[0][1]:
                 last_id = entry_id
                 try:
@@ -120,3 +141,23 @@ def sse_events(last_id: str | None) -> Iterator[str]:
                 yield f"id: {entry_id}\nevent: card\ndata: {json.dumps(card, ensure_ascii=False)}\n\n"
     finally:
         client.close()
+
+
+_last_unavailable_log = 0.0
+
+
+def _unavailable(exc: BaseException) -> str:
+    """The last message of a stream whose Redis went away: reconnect in a moment."""
+    global _last_unavailable_log
+    # Every open page comes back every UNAVAILABLE_RETRY_MS while Redis is away: one line
+    # per half minute tells the story.
+    if time.monotonic() - _last_unavailable_log >= 30:
+        _last_unavailable_log = time.monotonic()
+        logger.warning(
+            "overlay stream ended: Redis unavailable (%s); pages reconnect every %s ms",
+            type(exc).__name__,
+            UNAVAILABLE_RETRY_MS,
+            extra={"service": "overlays"},
+        )
+    data = json.dumps({"reason": "redis unavailable", "retry_ms": UNAVAILABLE_RETRY_MS})
+    return f"retry: {UNAVAILABLE_RETRY_MS}\nevent: unavailable\ndata: {data}\n\n"

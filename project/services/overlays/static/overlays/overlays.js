@@ -5,7 +5,9 @@
  * EventSource reconnects by itself after a dropped connection, sending the id of the last
  * card it got (Last-Event-ID) so the server resumes after it. When it gives up (an HTTP
  * error answer, e.g. while the web server restarts) or goes silent past the server's
- * heartbeat, the page opens a new one with ?last_id=, backing off up to 10 s.
+ * heartbeat, the page opens a new one with ?last_id=, backing off up to 10 s. While Redis
+ * is away the server ends each stream at once with an "unavailable" event and a retry:
+ * delay, so the browser keeps reconnecting by itself and resumes once Redis answers.
  * window.overlays tells what is on screen (tests and debugging use it).
  */
 (function () {
@@ -36,6 +38,9 @@
   let retryTimer = null;
   let connected = false;
   let connects = 0;
+  let unavailable = false;
+  let outages = 0;
+  let opens = 0; // every open stream, the browser's own reconnects included
 
   function endpoint() {
     const url = new URL("events/", window.location.href);
@@ -49,15 +54,23 @@
     connects += 1;
     source = new EventSource(endpoint());
     source.addEventListener("open", () => {
+      opens += 1;
       connected = true;
       backoffMs = 1000;
       alive();
     });
     source.addEventListener("hello", (event) => {
+      unavailable = false;
       heartbeatMs = JSON.parse(event.data).heartbeat_ms || heartbeatMs;
       alive();
     });
     source.addEventListener("ping", alive);
+    source.addEventListener("unavailable", () => {
+      // The server's Redis is away; the stream ends now and EventSource retries by itself.
+      if (!unavailable) outages += 1;
+      unavailable = true;
+      alive();
+    });
     source.addEventListener("card", (event) => {
       alive();
       if (event.lastEventId) lastId = event.lastEventId;
@@ -154,6 +167,9 @@
     history: () => history.map((entry) => Object.assign({}, entry)),
     connected: () => connected,
     connects: () => connects,
+    opens: () => opens,
+    unavailable: () => unavailable,
+    outages: () => outages,
     lastId: () => lastId,
   });
 
