@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 
@@ -180,6 +181,35 @@ def test_a_slow_server_times_out_as_a_transient_error(llm_fake):
     llm_fake.set_mode("slow", delay=30)
     with pytest.raises(LLMNetworkError, match="did not answer within 1 s"):
         fast_client(timeout=(5, 1), max_retries=0).chat("hola")
+
+
+def test_every_attempt_and_wait_ends_by_the_callers_deadline(llm_fake):
+    llm_fake.set_mode("slow", delay=30)
+    started = time.monotonic()
+    with pytest.raises(LLMNetworkError) as caught:
+        LLMClient(timeout=(5, 60), max_retries=3).chat("hola", deadline=started + 2)
+    took = time.monotonic() - started
+    assert isinstance(caught.value, TransientError)
+    # 4 attempts of 60 s and their back-off would take minutes; the deadline stops it at 2 s.
+    assert 1.8 <= took <= 4, f"took {took:.1f} s"
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited_for(llm_fake):
+    llm_fake.set_mode("429", retry_after=20)
+    started = time.monotonic()
+    with pytest.raises(LLMRateLimitError) as caught:
+        LLMClient(max_retries=3).chat("hola", deadline=started + 10)
+    assert time.monotonic() - started < 3
+    assert caught.value.retry_after == 20  # for the queue's retry of the item
+    assert len(llm_fake.chat_requests()) == 1
+
+
+def test_without_a_deadline_all_attempts_fit_in_max_total_seconds(llm_fake):
+    llm_fake.set_mode("slow", delay=30)
+    started = time.monotonic()
+    with pytest.raises(LLMNetworkError):
+        fast_client(timeout=(5, 60), max_retries=5, max_total_seconds=2).chat("hola")
+    assert time.monotonic() - started <= 4
 
 
 def test_an_unreachable_server_is_a_transient_error(llm_fake, monkeypatch):

@@ -9,12 +9,17 @@ Settings come from Config at each call (a change in the admin applies at once):
 
 Transient failures (429, 5xx, timeouts, connection errors) are retried with
 exponential backoff, honouring ``Retry-After``; what is left is raised as an
-:class:`LLMError` whose ``permanent`` flag says whether to retry later.
+:class:`LLMError` whose ``permanent`` flag says whether to retry later. All the
+attempts and waits of one call fit in ``max_total_seconds`` (120) or the
+caller's ``deadline``, whichever comes first (see
+:mod:`project.integrations.deadlines`): a queue item's budget is never spent
+waiting on the LLM.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 import threading
@@ -26,6 +31,7 @@ from urllib.parse import urlsplit
 import requests
 
 from project.app_config.config import get_config
+from project.integrations.deadlines import seconds_left
 from project.integrations.errors import shorten
 from project.integrations.llm.errors import (
     LLMConfigError,
@@ -104,6 +110,7 @@ class LLMClient:
         max_retries: int = 3,
         backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 30.0,
+        max_total_seconds: float = 120.0,
     ) -> None:
         self._url = url
         self._api_key = api_key
@@ -113,6 +120,7 @@ class LLMClient:
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self.max_total_seconds = max_total_seconds
         self.usage = TokenUsage()
         self.last_result: ChatResult | None = None
         self._http = requests.Session()
@@ -129,7 +137,9 @@ class LLMClient:
         system_prompt: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        deadline: float | None = None,
     ) -> ChatResult:
+        """``deadline``: a ``time.monotonic()`` instant the call (retries included) must end by."""
         if not isinstance(message, str) or not message.strip():
             raise LLMRequestError("Nothing to ask: the message is empty.")
         url = chat_completions_url(self._url or get_config("llm_url"))
@@ -148,7 +158,9 @@ class LLMClient:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        result = self._post_with_retries(url, payload, headers, api_key)
+        limit = time.monotonic() + self.max_total_seconds
+        deadline = limit if deadline is None else min(deadline, limit)
+        result = self._post_with_retries(url, payload, headers, api_key, deadline)
         self.last_result = result
         self.usage.add(result)
         logger.info(
@@ -164,18 +176,23 @@ class LLMClient:
         return result
 
     def _post_with_retries(
-        self, url: str, payload: dict[str, Any], headers: dict[str, str], api_key: str
+        self, url: str, payload: dict[str, Any], headers: dict[str, str], api_key: str, deadline: float
     ) -> ChatResult:
         where = urlsplit(url).netloc
         attempt = 0
         while True:
             attempt += 1
             started = time.monotonic()
+            connect_timeout, read_timeout = (seconds_left(deadline, limit) for limit in self.timeout)
+            if read_timeout <= 0:
+                raise LLMNetworkError(f"No time left to ask the LLM endpoint {where} (the item's time budget)")
             try:
-                response = self._http.post(url, json=payload, headers=headers, timeout=self.timeout)
+                response = self._http.post(
+                    url, json=payload, headers=headers, timeout=(max(0.1, connect_timeout), read_timeout)
+                )
             except requests.Timeout as exc:
                 error: LLMError = LLMNetworkError(
-                    f"The LLM endpoint {where} did not answer within {self.timeout[1]:g} s ({type(exc).__name__})"
+                    f"The LLM endpoint {where} did not answer within {read_timeout:g} s ({type(exc).__name__})"
                 )
             except requests.ConnectionError as exc:
                 error = LLMNetworkError(f"Cannot reach the LLM endpoint {where}: {type(exc).__name__}")
@@ -188,6 +205,9 @@ class LLMClient:
             if error.permanent or attempt > self.max_retries:
                 raise error
             delay = self._delay(attempt, error.retry_after)
+            if delay >= seconds_left(deadline, math.inf):
+                # Waiting would end past the deadline: the queue retries the item later instead.
+                raise error
             logger.warning(
                 "LLM call failed, retrying in %.1f s (attempt %s of %s): %s",
                 delay,
