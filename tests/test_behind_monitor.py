@@ -1,6 +1,6 @@
 """BehindMonitor: when the capture says it is behind the live, and when it caught up."""
 
-from project.tiktok_events.capture.pipeline import BEHIND_REPEAT_SECONDS, BehindMonitor
+from project.tiktok_events.capture.stats import BEHIND_REPEAT_SECONDS, BehindMonitor
 
 
 def test_a_constant_clock_offset_is_not_lag():

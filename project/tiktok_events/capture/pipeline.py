@@ -18,61 +18,23 @@ import collections
 import logging
 import time
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from typing import Any
 
+from project.tiktok_events.capture.backlog import Backlog
 from project.tiktok_events.capture.batches import Settled, WriteBatch, WriteResult
 from project.tiktok_events.capture.normalize import TRANSPORT_EVENTS, CapturedEvent, normalize
 from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.capture.rows import EventRow, Streak
+from project.tiktok_events.capture.stats import CaptureStats
 from project.tiktok_events.capture.streaks import StreakTracker
 from project.tiktok_events.capture.writer import BatchWriter
 
 log = logging.getLogger("capture")
 
+MAX_BATCH_ROWS = 5_000  # inserts per batch: a backlog is written in pieces, not in one huge COPY
 DEDUP_WINDOW = 200_000  # message ids remembered; reconnect replays reach back seconds, not hours
 WRITE_RETRY_SECONDS = (0.5, 1, 2, 5, 10)
-BEHIND_WARN_SECONDS = 3.0  # say so when the capture is this far behind the live
-CAUGHT_UP_SECONDS = 1.0  # ... and again once it is back under this
-BEHIND_REPEAT_SECONDS = 30.0  # while it stays behind, at most one warning per this many seconds
 IDLE_SETTLE_SECONDS = 0.05  # how long an idle flusher waits for the confirms in flight before looking again
-
-
-class BehindMonitor:
-    """How far the capture is behind the live, batch by batch.
-
-    A frame's delay is TikTok's send time (``now`` of the push frame) → its events
-    stored and confirmed by RabbitMQ. The smallest delay seen in the session stands
-    for zero: it is the clock offset between TikTok and this machine plus the
-    quickest path, so a constant clock skew cancels out. (A capture that starts
-    behind counts from there.) ``observe`` says when to warn and when it caught up.
-    """
-
-    def __init__(self) -> None:
-        self.floor_ms: float | None = None
-        self.behind = False
-        self.warned_at = 0.0
-        self.max_ms = 0.0
-        self.warnings = 0
-        self.last_s = 0.0  # how far behind the last confirmed batch was
-
-    def observe(self, delays_ms: list[float], now: float) -> tuple[str, float] | None:
-        """One confirmed batch's delays → ("behind", seconds), ("caught-up", seconds) or None."""
-        if not delays_ms:
-            return None
-        low = min(delays_ms)
-        self.floor_ms = low if self.floor_ms is None else min(self.floor_ms, low)
-        lag = self.last_s = (max(delays_ms) - self.floor_ms) / 1000
-        self.max_ms = max(self.max_ms, lag * 1000)
-        if lag >= BEHIND_WARN_SECONDS:
-            if not self.behind or now - self.warned_at >= BEHIND_REPEAT_SECONDS:
-                self.behind, self.warned_at = True, now
-                self.warnings += 1
-                return "behind", lag
-        elif self.behind and lag < CAUGHT_UP_SECONDS:
-            self.behind = False
-            return "caught-up", lag
-        return None
 
 
 class RecentIds:
@@ -94,71 +56,13 @@ class RecentIds:
         return True
 
 
-@dataclass
-class CaptureStats:
-    stored: collections.Counter[str] = field(default_factory=collections.Counter)
-    dispatched_events: int = 0
-    items_created: int = 0
-    items_unconfirmed: int = 0
-    duplicates: int = 0
-    unreadable: int = 0
-    unknown: int = 0
-    batches: int = 0
-    write_retries: int = 0
-    # Milliseconds from the frame's send time (ProtoMessageFetchResult.now) to the
-    # broker's confirmation of its QueueItems; and from our handler to the same.
-    frame_to_confirm_ms: list[float] = field(default_factory=list)
-    handler_to_confirm_ms: list[float] = field(default_factory=list)
-    # Per batch, in the writer: its transaction (rows, QueueItems, commit), and publishing its
-    # items until RabbitMQ confirmed them: where a slow disk or a busy broker shows.
-    store_ms: list[float] = field(default_factory=list)
-    confirm_ms: list[float] = field(default_factory=list)
-    first_received: float | None = None
-    last_confirmed: float | None = None
-    behind: BehindMonitor = field(default_factory=BehindMonitor)
-
-    @property
-    def total_stored(self) -> int:
-        return sum(self.stored.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        span = (self.last_confirmed or 0) - (self.first_received or 0)
-        confirmed = self.total_stored
-        return {
-            "events_captured": dict(self.stored),
-            "events_stored": confirmed,
-            "events_dispatched": self.dispatched_events,
-            "queue_items_created": self.items_created,
-            "queue_items_unconfirmed": self.items_unconfirmed,
-            "duplicates_skipped": self.duplicates,
-            "unreadable_events": self.unreadable,
-            "unknown_messages": self.unknown,
-            "batches": self.batches,
-            "events_per_s": round(confirmed / span, 1) if span > 0 else None,
-            "frame_to_confirm_ms": percentiles(self.frame_to_confirm_ms),
-            "handler_to_confirm_ms": percentiles(self.handler_to_confirm_ms),
-            "store_ms": percentiles(self.store_ms),
-            "confirm_ms": percentiles(self.confirm_ms),
-            "behind_max_ms": round(self.behind.max_ms, 1),
-            "behind_warnings": self.behind.warnings,
-        }
-
-
-def percentiles(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-    return {"p50": at(0.50), "p99": at(0.99), "max": round(ordered[-1], 1), "count": len(ordered)}
-
-
 class CapturePipeline:
-    def __init__(self, output: CaptureOutput, writer: BatchWriter, *, streak_timeout: float) -> None:
+    def __init__(
+        self, output: CaptureOutput, writer: BatchWriter, *, streak_timeout: float, backlog: Backlog | None = None
+    ) -> None:
         self.output = output
         self.writer = writer
+        self.backlog = backlog or Backlog(output)
         self.session_id: int | None = None
         self.streaks = StreakTracker(streak_timeout)
         self.stats = CaptureStats()
@@ -175,6 +79,11 @@ class CapturePipeline:
         self._closing = False
         self._tick = min(1.0, max(0.1, streak_timeout / 4))
         self._batch_number = 0
+        self._rows_queued = 0  # rows ever put in _new
+        self._rows_written = 0  # ... and ever stored (batches take them in order)
+        self._written_batch = 0  # the last batch stored
+        self._writing: list[EventRow] = []  # the inserts of the batch being written
+        self._streaks_closed = False
         # Batches stored whose confirms are still awaited: number → (dispatched rows, items).
         self._awaiting: dict[int, tuple[list[EventRow], int]] = {}
 
@@ -213,6 +122,22 @@ class CapturePipeline:
         if captured.msg_id is not None and not self._seen.add(captured.msg_id):
             self.stats.duplicates += 1
             return
+        self.receive(captured)
+
+    def receive(self, captured: CapturedEvent) -> None:
+        """Into the queue in memory; past the backlog's bound (PostgreSQL away), onto disk."""
+        waiting = self.waiting
+        if waiting > self.stats.backlog_max:
+            self.stats.backlog_max = waiting
+        if self.backlog.must_spill(self.session_id, waiting):
+            assert self.session_id is not None
+            if self.backlog.put(captured, self.session_id, waiting):
+                self.stats.spilled += 1
+                if self.stats.first_received is None:
+                    self.stats.first_received = captured.received_mono
+                if captured.event_type == "LiveEndEvent":
+                    self.live_ended = True  # the run must know now, not once the file is read back
+                return
         self.accept(captured)
 
     def accept(self, captured: CapturedEvent) -> None:
@@ -240,6 +165,7 @@ class CapturePipeline:
     def _queue(self, row: EventRow, *, new: bool, dispatch: bool) -> None:
         if new:
             self._new.append(row)
+            self._rows_queued += 1
         else:
             self._updated[id(row)] = row
         if dispatch:
@@ -251,6 +177,15 @@ class CapturePipeline:
     def pending(self) -> int:
         return len(self._new) + len(self._updated) + len(self._dispatch)
 
+    @property
+    def waiting(self) -> int:
+        """Events held in memory until stored: queued, and in the batch being written."""
+        return len(self._new) + len(self._updated) + len(self._writing)
+
+    def _oldest_waiting(self) -> float | None:
+        rows = self._writing or self._new
+        return rows[0].event.received_mono if rows else None
+
     async def run(self) -> None:
         """Write batches until ``close()`` and everything queued is written."""
         while True:
@@ -259,8 +194,19 @@ class CapturePipeline:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            for row in self.streaks.expire(time.monotonic()):
-                self._queue(row, new=False, dispatch=True)
+            on_disk = self.backlog.spill is not None and self.backlog.spill.unread
+            if not on_disk:
+                # (While older events wait on disk, the streaks' clock stands still: a streak's
+                # next repeat may be in the file.)
+                for row in self.streaks.expire(time.monotonic()):
+                    self._queue(row, new=False, dispatch=True)
+            self._read_back()
+            if self._closing and not self._streaks_closed and not on_disk:
+                # Open streaks are closed (their end never came) once nothing waits on disk.
+                self._streaks_closed = True
+                for row in self.streaks.close_all(time.monotonic()):
+                    self._queue(row, new=False, dispatch=True)
+            self.backlog.report(self.waiting, self._oldest_waiting())
             if self.session_id is None or not self.pending:
                 if self._awaiting:
                     # Idle: collect the confirmations of what is in flight (their
@@ -268,15 +214,22 @@ class CapturePipeline:
                     # Briefly, unless closing: a broker that stopped confirming must
                     # not keep the next events from being stored.
                     await self._finish_in_flight(None if self._closing else IDLE_SETTLE_SECONDS)
-                if self._closing and (self.session_id is None or not self.pending):
+                self.backlog.release_if_stored(self._rows_written, self._written_batch)
+                if self._closing and (self.session_id is None or not self.pending) and self.backlog.spill is None:
                     return
                 continue
             await self._write(self._cut())
 
+    def _read_back(self) -> None:
+        """Spilled events back into memory, in order, while the backlog has room."""
+        events = self.backlog.take(self.waiting)
+        for captured in events:
+            self.accept(captured)
+        if events:
+            self.backlog.taken(self._rows_queued, self._batch_number + 1)
+
     async def close(self) -> None:
-        """Close open streaks (their end never came) and let ``run`` finish the queue."""
-        for row in self.streaks.close_all(time.monotonic()):
-            self._queue(row, new=False, dispatch=True)
+        """Let ``run`` close the open streaks and finish the queue (and the spill file)."""
         self._closing = True
         self._wakeup.set()
 
@@ -285,9 +238,12 @@ class CapturePipeline:
         assert self.session_id is not None
         self._batch_number += 1
         batch = WriteBatch(self.session_id, self._batch_number)
+        # At most MAX_BATCH_ROWS inserts (a backlog after an outage goes in several batches);
+        # the rest stay queued, their updates and dispatches carried by their own insert.
+        later = {id(row) for row in self._new[MAX_BATCH_ROWS:]}
         inserted: list[EventRow] = []
         position: dict[int, int] = {}
-        for row in self._new:
+        for row in self._new[:MAX_BATCH_ROWS]:
             position[id(row)] = len(batch.inserts)
             batch.inserts.append(row.snapshot())
             inserted.append(row)
@@ -295,10 +251,11 @@ class CapturePipeline:
         for key, row in self._updated.items():
             # Updated since its insert was cut: its values go in this update. A row with
             # no primary key was a duplicate the database refused: nothing to update.
-            if key not in position and row.pk is not None:
+            if key not in position and key not in later and row.pk is not None:
                 update_position[key] = len(batch.updates)
                 batch.updates.append((row.pk, row.snapshot()))
         dispatched: list[EventRow] = []
+        keep: list[EventRow] = []
         for row in self._dispatch:
             if row.dispatched:
                 continue
@@ -307,10 +264,13 @@ class CapturePipeline:
             elif id(row) in update_position:
                 batch.dispatch_updates.append(update_position[id(row)])
             else:
+                if id(row) in later:
+                    keep.append(row)
                 continue
             row.dispatched = True
             dispatched.append(row)
-        self._new, self._updated, self._dispatch = [], {}, []
+        self._new, self._updated, self._dispatch = self._new[MAX_BATCH_ROWS:], {}, keep
+        self._writing = inserted
         return batch, inserted, dispatched
 
     async def _write(self, cut: tuple[WriteBatch, list[EventRow], list[EventRow]]) -> None:
@@ -332,9 +292,14 @@ class CapturePipeline:
                 if attempt == 1:
                     self.output.warning(f"Could not store a batch of events ({exc}); retrying...")
                 await asyncio.sleep(delay)
+                self.backlog.report(self.waiting, self._oldest_waiting())
         for row, pk in zip(inserted, result.ids, strict=True):
             row.pk = pk
+        self._writing = []
+        self._rows_written += len(inserted)
+        self._written_batch = batch.number
         self._after_write(batch.number, inserted, dispatched, result)
+        self.backlog.release_if_stored(self._rows_written, self._written_batch)
 
     async def _finish_in_flight(self, timeout: float | None = None) -> None:
         try:
@@ -370,7 +335,7 @@ class CapturePipeline:
         stats.items_created += result.items_created
         stats.dispatched_events += result.dispatched_events
         if result.items_created:
-            stats.store_ms.append(result.store_ms)
+            stats.store_ms.add(result.store_ms)
         # A gift is announced when it is dispatched (a streak: at its end), the rest when stored.
         dispatched_gifts = {id(row) for row in dispatched if row.event.event_type == "GiftEvent"}
         for row in inserted:
@@ -403,17 +368,17 @@ class CapturePipeline:
         confirmed_mono = time.monotonic() - max(0.0, now_wall - confirmed_wall)
         stats.last_confirmed = max(stats.last_confirmed or 0.0, confirmed_mono)
         if settled.publish_ms:
-            stats.confirm_ms.append(settled.publish_ms)
+            stats.confirm_ms.add(settled.publish_ms)
         behind: list[float] = []  # a streak closed by its timeout waited on purpose: not lag
         for row in dispatched:
             if row.pk is None:
                 continue
             if row.event.frame_sent_ms:
                 delay = confirmed_wall * 1000 - row.event.frame_sent_ms
-                stats.frame_to_confirm_ms.append(delay)
+                stats.frame_to_confirm_ms.add(delay)
                 if row.streak_status != Streak.TIMED_OUT:
                     behind.append(delay)
-            stats.handler_to_confirm_ms.append((confirmed_mono - row.event.received_mono) * 1000)
+            stats.handler_to_confirm_ms.add((confirmed_mono - row.event.received_mono) * 1000)
         change = stats.behind.observe(behind, confirmed_mono)
         if change is not None:
             self.output.behind(*change)
