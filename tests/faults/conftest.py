@@ -15,3 +15,12 @@ def pytest_collection_modifyitems(config, items):
         if HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.faults)
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _one_fault_test_at_a_time():
+    """Another run's fault test on this machine must not stop a server under this one."""
+    from tests.faults.servers import fault_lock
+
+    with fault_lock():
+        yield

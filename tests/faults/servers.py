@@ -2,8 +2,9 @@
 
 Each context manager stops one local server for the block and starts it again
 afterwards, even when the block fails, then waits until it answers. They hold
-an exclusive lock (``/tmp/tte-faults.lock``) for the block, so two fault tests
-of different runs on one machine never stop servers under each other.
+an exclusive lock (``/tmp/tte-faults.lock``) for the block — and the suite's
+conftest holds it around every fault test — so two fault tests of different
+runs on one machine never stop servers under each other.
 
     with postgres_stopped():
         ...  # PostgreSQL is down here
@@ -33,13 +34,25 @@ LOCK_PATH = "/tmp/tte-faults.lock"
 START_TIMEOUT = 120.0
 
 
+_held = [0]  # re-entrant within this process: the suite's fixture holds it around each test
+
+
 @contextlib.contextmanager
 def fault_lock() -> Iterator[None]:
-    with open(LOCK_PATH, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    if _held[0]:
+        _held[0] += 1
         try:
             yield
         finally:
+            _held[0] -= 1
+        return
+    with open(LOCK_PATH, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _held[0] = 1
+        try:
+            yield
+        finally:
+            _held[0] = 0
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
