@@ -7,6 +7,8 @@ codes: 40102 unauthorized, 10001–10005 "session state wrong: <state>" (a task
 before ``streaming.start`` gets "session state wrong: new"), 10006 session not
 found, 10007 concurrent limit reached, 10012 avatar not found. Sessions expire
 after ``idle_timeout`` seconds without activity, like HeyGen's idle timeout.
+``delay("streaming.task", seconds)`` makes calls answer late: a ``sync`` task
+of a long speech answers only once the avatar has said it.
 
 There is no media server: the ``url`` of a session points at ``/livekit`` here,
 which records the browser's LiveKit connection attempts and refuses them.
@@ -14,6 +16,7 @@ which records the browser's LiveKit connection attempts and refuses them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -65,6 +68,7 @@ class FakeHeyGen(BackgroundServer):
         self.keep_alives: list[str] = []
         self.livekit_requests: list[dict[str, str]] = []
         self._failures: list[Failure] = []
+        self._delays: dict[str, float] = {}
 
     # --- what tests use ---------------------------------------------------------
 
@@ -74,6 +78,11 @@ class FakeHeyGen(BackgroundServer):
         """Make the next ``times`` calls of ``endpoint`` (e.g. "streaming.task") fail."""
         with self.lock:
             self._failures.append(Failure(endpoint, status, code, message, times))
+
+    def delay(self, endpoint: str, seconds: float) -> None:
+        """Answer every later call of ``endpoint`` ``seconds`` late (0: on time again)."""
+        with self.lock:
+            self._delays[endpoint] = seconds
 
     def live_sessions(self) -> list[FakeSession]:
         """Sessions being billed: created and neither stopped nor expired."""
@@ -110,6 +119,10 @@ class FakeHeyGen(BackgroundServer):
             self.calls.append((name, body))
             if not self._authorised(request):
                 return _error(401, 40102, "Unauthorized")
+            delay = self._delays.get(name, 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        with self.lock:
             for failure in self._failures:
                 if failure.endpoint == name and failure.times > 0:
                     failure.times -= 1

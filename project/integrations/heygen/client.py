@@ -128,7 +128,9 @@ class HeyGenService:
             raise HeyGenError("streaming.create_token", "the answer carried no token")
         return token
 
-    async def create_streaming_avatar(self, *, activity_idle_timeout: int | None = None) -> StreamingSession:
+    async def create_streaming_avatar(
+        self, *, activity_idle_timeout: int | None = None, timeout: float | None = None
+    ) -> StreamingSession:
         """``streaming.new``: a new LiveKit (v2) session of the configured avatar.
 
         It becomes this client's current session: the calls below use it when
@@ -140,7 +142,7 @@ class HeyGenService:
         if activity_idle_timeout is not None:
             # Seconds without activity before HeyGen closes the session itself (30–3600).
             body["activity_idle_timeout"] = activity_idle_timeout
-        data = await self._post("streaming.new", body)
+        data = await self._post("streaming.new", body, timeout)
         try:
             self.session = StreamingSession(
                 session_id=data["session_id"],
@@ -152,11 +154,17 @@ class HeyGenService:
             raise HeyGenError("streaming.new", f"unexpected answer, missing {exc}") from None
         return self.session
 
-    async def start_session(self, session_id: str | None = None) -> None:
-        await self._post("streaming.start", {"session_id": self._session_id(session_id, "streaming.start")})
+    async def start_session(self, session_id: str | None = None, *, timeout: float | None = None) -> None:
+        await self._post("streaming.start", {"session_id": self._session_id(session_id, "streaming.start")}, timeout)
 
     async def send_task(
-        self, text: str, task_type: str = "repeat", task_mode: str = "async", *, session_id: str | None = None
+        self,
+        text: str,
+        task_type: str = "repeat",
+        task_mode: str = "async",
+        *,
+        session_id: str | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """Make the avatar speak ``text``. ``repeat`` says it verbatim (lip-synced);
         ``sync`` mode answers only when the avatar has finished speaking."""
@@ -166,22 +174,24 @@ class HeyGenService:
             "task_type": task_type,
             "task_mode": task_mode,
         }
-        return await self._post("streaming.task", body) or {}
+        return await self._post("streaming.task", body, timeout) or {}
 
     async def keep_alive(self, session_id: str | None = None) -> None:
         await self._post("streaming.keep_alive", {"session_id": self._session_id(session_id, "streaming.keep_alive")})
 
-    async def interrupt(self, session_id: str | None = None) -> None:
-        await self._post("streaming.interrupt", {"session_id": self._session_id(session_id, "streaming.interrupt")})
+    async def interrupt(self, session_id: str | None = None, *, timeout: float | None = None) -> None:
+        """Stop what the avatar is saying now; the session stays open."""
+        body = {"session_id": self._session_id(session_id, "streaming.interrupt")}
+        await self._post("streaming.interrupt", body, timeout)
 
-    async def stop_session(self, session_id: str | None = None) -> bool:
+    async def stop_session(self, session_id: str | None = None, *, timeout: float | None = None) -> bool:
         """Stop a session; returns False (and logs) instead of raising, because it
         runs in clean-up paths where the original error matters more."""
         target = session_id or (self.session.session_id if self.session else None)
         if target is None:
             return True
         try:
-            await self._post("streaming.stop", {"session_id": target})
+            await self._post("streaming.stop", {"session_id": target}, timeout)
         except HeyGenError as exc:
             if exc.code not in (10005, 10006):  # already closed or gone: nothing is billed any more
                 logger.warning("could not stop HeyGen session %s: %s", target, exc)
@@ -199,13 +209,15 @@ class HeyGenService:
 
     # --- transport --------------------------------------------------------------
 
-    async def _post(self, name: str, body: dict[str, Any]) -> Any:
+    async def _post(self, name: str, body: dict[str, Any], timeout: float | None = None) -> Any:
+        """``timeout``: seconds for this call instead of the client's (a caller's time budget)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout)
         url = f"{self.base_url}/v1/{name}"
         headers = {"x-api-key": self._api_key, "accept": "application/json"}
+        options: dict[str, Any] = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=max(0.1, timeout))}
         try:
-            async with self._http.post(url, json=body, headers=headers) as response:
+            async with self._http.post(url, json=body, headers=headers, **options) as response:
                 status = response.status
                 text = await response.text()
         except (aiohttp.ClientError, TimeoutError) as exc:

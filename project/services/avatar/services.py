@@ -12,23 +12,36 @@ before they reach this class.
 The words go to the live avatar session shared through Redis, or to a session
 the service opens itself and closes after ``avatar_idle_seconds`` of silence
 (see :mod:`project.services.avatar.speaker`).
+
+The LLM call and the speech together end within the service's time budget
+(less a margin); should the worker still time an item out (and kill its SYNC
+child), ``on_timeout`` stops the HeyGen session the item opened, or interrupts
+the browser's session it was speaking through, from the record the speaker
+left in Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
-from project.integrations.heygen.client import HeyGenError
+from project.integrations.deadlines import handler_deadline
+from project.integrations.heygen.client import HeyGenError, HeyGenService
 from project.queue_system.base_service import BaseQueueService, TransientError
 from project.services.avatar import replies
 from project.services.avatar.configuration import AvatarSettings, load_settings
-from project.services.avatar.speaker import AvatarSpeaker
+from project.services.avatar.item_sessions import ItemSessions
+from project.services.avatar.session_registry import SessionRegistry
+from project.services.avatar.speaker import CALL_TIMEOUT, AvatarSpeaker
 
 if TYPE_CHECKING:
     from project.queue_system.models import QueueItem
     from project.tiktok_events.models import LiveEvent
 
 HANDLED = ("CommentEvent", "GiftEvent", "FollowEvent")
+
+logger = logging.getLogger("avatar.service")
 
 
 class AvatarService(BaseQueueService):
@@ -53,6 +66,7 @@ class AvatarService(BaseQueueService):
             self.speaker = None
 
     def process_event(self, live_event: LiveEvent, queue_item: QueueItem) -> bool:
+        deadline = handler_deadline(self.time_budget)
         if live_event.event_type not in HANDLED:
             raise ValueError(f"the avatar service does not handle {live_event.event_type}")
         if self.speaker is None:
@@ -60,12 +74,14 @@ class AvatarService(BaseQueueService):
             if self.speaker is None:
                 assert self.settings is not None
                 raise ValueError("avatar service not configured: " + "; ".join(self.settings.missing_for_service()))
-        text = self.text_for(live_event)
+        text = self.text_for(live_event, deadline)
         if not text:
             self.logger.info("nothing to say for this event", extra={"service": "avatar", "event_id": live_event.pk})
             return True
         try:
-            session_id = self.speaker.speak(text)
+            session_id = self.speaker.speak(
+                text, deadline=deadline, item_key=str(queue_item.pk) if queue_item is not None else None
+            )
         except HeyGenError as exc:
             if exc.retryable:
                 raise TransientError(str(exc), retry_after=15) from None
@@ -77,7 +93,40 @@ class AvatarService(BaseQueueService):
         )
         return True
 
-    def text_for(self, live_event: LiveEvent) -> str:
+    def on_timeout(self, live_event: LiveEvent, queue_item: QueueItem) -> None:
+        """Release the HeyGen session the overdue item was speaking through.
+
+        Its own session (opened for it, or earlier by the same speaker) is
+        withdrawn from the registry and stopped, so HeyGen stops billing it; a
+        browser's session is only interrupted. Works from any process: what to
+        stop comes from the speaker's record in Redis, not from this instance.
+        """
+        log = {"service": "avatar", "event_id": live_event.pk, "queue_item": queue_item.pk}
+        items = ItemSessions()
+        try:
+            record = items.take(str(queue_item.pk))
+        finally:
+            items.close()
+        if record is None:
+            self.logger.info("timed-out item left no HeyGen session to release", extra=log)
+            return
+        log["session_id"] = record.session_id
+        if record.own:
+            registry = SessionRegistry()
+            try:
+                registry.withdraw(record.session_id)  # first: nobody may pick a session being stopped
+            except Exception as exc:  # its TTL removes it anyway; stopping the billing matters more
+                self.logger.warning("could not withdraw the session from the registry: %s", exc, extra=log)
+            finally:
+                registry.close()
+        settings = self.settings or load_settings()
+        action = "stopped" if record.own else "interrupted"
+        if asyncio.run(_release(settings, record.session_id, stop=record.own)):
+            self.logger.warning("timed-out item: its HeyGen session was %s", action, extra=log)
+        else:
+            self.logger.error("timed-out item: its HeyGen session could not be %s", action, extra=log)
+
+    def text_for(self, live_event: LiveEvent, deadline: float | None = None) -> str:
         from project.app_config.config import get_config
 
         if live_event.event_type == "GiftEvent":
@@ -86,17 +135,34 @@ class AvatarService(BaseQueueService):
             return replies.follow_thanks(live_event, get_config("avatar_follow_template"))
         if not replies.comment_text(live_event):
             return ""
-        return replies.spoken(self._ask_llm(replies.comment_prompt(live_event)))
+        return replies.spoken(self._ask_llm(replies.comment_prompt(live_event), deadline))
 
-    def _ask_llm(self, prompt: str) -> str:
+    def _ask_llm(self, prompt: str, deadline: float | None = None) -> str:
         from project.integrations.llm.client import LLMClient
 
         if self._llm is None:
             self._llm = LLMClient()
         try:
-            return self._llm.chat(prompt)
+            return self._llm.chat(prompt, deadline=deadline)
         except Exception as exc:
             # LLMError says whether a later try may work (rate limit, outage) or not (bad config).
             if getattr(exc, "permanent", True) is False:
                 raise TransientError(f"LLM: {exc}", retry_after=30) from None
             raise
+
+
+async def _release(settings: AvatarSettings, session_id: str, *, stop: bool) -> bool:
+    """Stop (``stop``) or interrupt one session with a client of its own; False when HeyGen refused."""
+    async with HeyGenService(
+        settings.heygen_api_key, settings.heygen_avatar_id, base_url=settings.heygen_base_url, timeout=CALL_TIMEOUT
+    ) as heygen:
+        if stop:
+            return await heygen.stop_session(session_id)
+        try:
+            await heygen.interrupt(session_id)
+        except HeyGenError as exc:
+            # Closed meanwhile: nothing is being said. Anything else: logged, never raised into the worker.
+            if not exc.session_unusable:
+                logger.warning("could not interrupt HeyGen session %s: %s", session_id, exc)
+                return False
+        return True
