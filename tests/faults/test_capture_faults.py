@@ -4,15 +4,20 @@ stored and checks every QueueItem's fate."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 
 import pytest
 
 from project.queue_system.models import QueueItem
 from project.tiktok_events.models import LiveEvent, LiveSession
+from tests.capture_helpers import comment, run_capture
 from tests.faults.capture_live import CaptureProcess, simulated_live
-from tests.faults.servers import postgres_stopped
-from tests.queueing import wait_for
+from tests.faults.servers import postgres_stopped, rabbitmq_stopped
+from tests.queueing import all_settled, make_service, wait_for
+from tests.services import records
+from tests.workers import running_workers
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -78,3 +83,80 @@ def test_past_its_backlog_bound_it_spills_to_disk_and_stores_it_all_in_order(vho
     assert msg_ids == sorted(msg_ids)
     assert_every_item_dispatched(run)
     print(f"sent {sent}, stored {stored_events(run)}, spilled {run.summary['events_spilled']}")
+
+
+def test_a_rabbitmq_restart_with_the_capture_and_the_workers_running_loses_no_gift_or_follow(vhost):
+    sync = make_service("live-sync")
+    async_ = make_service("live-async", mode="ASYNC", concurrency=4)
+    key = f"rec:{vhost.name}"
+    with (
+        running_workers(vhost, ["live-sync", "live-async"], extra_env={"TTE_TEST_RECORD_KEY": key}, discards=True),
+        simulated_live(seconds=30, likes=40, comments=10) as live,
+    ):
+        capture = CaptureProcess.start(vhost, live)
+        try:
+            # The workers have run some of the live already when the broker goes.
+            wait_for(
+                lambda: QueueItem.objects.filter(status="completed", event_type="GiftEvent").count() >= 4,
+                timeout=90,
+                message="the workers never completed a gift",
+            )
+            with rabbitmq_stopped(vhost):
+                time.sleep(OUTAGE_SECONDS)
+            run = capture.wait()
+        finally:
+            capture.kill()
+        sent = live.sent()
+        wait_for(lambda: all_settled(sync) and all_settled(async_), timeout=180, message="items left unsettled")
+
+    assert run.returncode == 0, run.output[-5000:]
+    assert stored_events(run) == sent, run.output[-3000:]
+    items = QueueItem.objects.filter(live_event__session_id=run.session_id)
+    statuses = Counter(items.values_list("event_type", "status"))
+    print(f"sent {sent}; items by type and status: {dict(statuses)}")
+    kept = items.filter(event_type__in=["GiftEvent", "FollowEvent", "SubscribeEvent"])
+    gifts_and_follows = set(kept.values_list("pk", flat=True))
+    assert gifts_and_follows and set(kept.values_list("status", flat=True)) == {"completed"}, statuses
+    # Each gift and follow reached the service's end once (a finished item never runs twice).
+    ends = Counter(r["item"] for r in records(key) if r["phase"] == "end" and r["item"] in gifts_and_follows)
+    assert set(ends) == gifts_and_follows and set(ends.values()) == {1}
+    assert set(items.values_list("status", flat=True)) <= {"completed", "discarded"}, statuses
+
+
+def spilled_lines(directory) -> list[str]:
+    files = list(directory.glob("session-*.jsonl")) if directory.exists() else []
+    return files[0].read_text(encoding="utf-8").splitlines() if files else []
+
+
+def test_a_capture_killed_while_postgresql_is_away_leaves_its_spill_file_to_the_next_one(vhost, seeded, tmp_path):
+    spill_dir = tmp_path / "spill"
+    env = {"CAPTURE_BACKLOG_MAX_EVENTS": "100", "CAPTURE_SPILL_DIR": str(spill_dir)}
+    with simulated_live(seconds=30, likes=100, comments=20) as live:
+        capture = CaptureProcess.start(vhost, live, env=env)
+        try:
+            wait_for(lambda: LiveEvent.objects.count() > 300, timeout=90, message="the capture never stored events")
+            with postgres_stopped():
+                wait_for(lambda: len(spilled_lines(spill_dir)) >= 300, timeout=30, message="nothing spilled")
+                capture.proc.kill()  # SIGKILL: no shutdown, the file stays
+                capture.proc.wait()
+            killed_at = time.monotonic()
+        finally:
+            capture.kill()
+    session = LiveSession.objects.get()
+    stored_before = set(session.events.values_list("msg_id", flat=True))
+    spilled = [json.loads(line)["msg_id"] for line in spilled_lines(spill_dir)]
+    assert len(spilled) >= 300 and not stored_before & set(spilled)
+    # Items the dead capture stored but never marked are republished by the next start once
+    # they are 10 s old (younger ones may be a running capture's own): wait that long.
+    time.sleep(max(0.0, 11 - (time.monotonic() - killed_at)))
+
+    run = run_capture(vhost, [comment("next_live", "hola")], env=env)
+    assert run.returncode == 0, run.output[-5000:]
+    assert f"✅ Session #{session.pk}: {len(spilled)} events left on disk stored" in run.output, run.output[-3000:]
+    stored_after = list(session.events.order_by("id").values_list("msg_id", flat=True))
+    assert sorted(stored_after) == sorted(stored_before | set(spilled))
+    assert stored_after[-len(spilled) :] == spilled  # stored in the order they were received
+    assert list(spill_dir.iterdir()) == []
+    items = QueueItem.objects.filter(live_event__session=session)
+    assert not items.filter(dispatched_at__isnull=True).exists()
+    assert run.events().filter(event_type="CommentEvent").count() == 1  # and the new live was captured meanwhile

@@ -28,6 +28,7 @@ from project.tiktok_events.capture import store
 from project.tiktok_events.capture.client import build_client, explain, prepare_parsing, retry_after
 from project.tiktok_events.capture.database import with_reconnect
 from project.tiktok_events.capture.endpoints import CaptureAborted, TikTokEndpoints
+from project.tiktok_events.capture.leftovers import store_leftovers
 from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.capture.pipeline import CapturePipeline
 from project.tiktok_events.capture.writer import BatchWriter
@@ -78,6 +79,7 @@ class CaptureRunner:
         self._stop = asyncio.Event()
         self._stop_reason = ""
         self._client = None
+        self._leftovers: asyncio.Task | None = None
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -106,6 +108,11 @@ class CaptureRunner:
             writer_ready = asyncio.ensure_future(self.batch_writer.start())
             prepare_parsing()
             await writer_ready
+            # Beside the live, not before it: a live does not wait for an old one's events.
+            spill_dir = self.pipeline.backlog.spill_dir
+            self._leftovers = asyncio.create_task(
+                store_leftovers(self.output, spill_dir, streak_timeout=self.options.streak_timeout)
+            )
             if not await self._connect(first=True):
                 raise CaptureAborted(self._stop_reason or "stopped before connecting")
             status, reason = await self._stay_connected()
@@ -238,6 +245,11 @@ class CaptureRunner:
         if self.session is not None:
             await self._in_writer(store.end_session, self.session.pk, status, reason)
             self.output.finished(self.session.pk, self.pipeline.stats.total_stored, reason)
+        if self._leftovers is not None:
+            try:
+                await asyncio.wait_for(self._leftovers, timeout=120)
+            except TimeoutError:
+                log.error("a leftover spill file could not be stored in 120 s; it stays for the next start")
         await self.batch_writer.close()
         await self._in_writer(_close_database_connection)
         self.writer.shutdown(wait=True)
