@@ -10,12 +10,16 @@ has to stay on screen. Unlike pub/sub channels, streams live in the Redis databa
 ``REDIS_URL``, so two installations sharing one Redis server never see each other's
 cards.
 
-When Redis goes away (a restart: it comes back empty) the stream ends cleanly with a
-``retry:`` and an ``unavailable`` event instead of a 500: the browser's EventSource
-reconnects by itself after that delay, again and again until Redis answers, and then
-resumes after its Last-Event-ID (the card ids of a restarted Redis carry on from the
-clock, so they sort after the ones the page saw). The web server's thread is freed at
-once rather than held by a page waiting for Redis.
+When Redis goes away (a restart: it comes back empty) the stream stays open: it sends
+an ``unavailable`` event, pings the page as usual and tries Redis every
+``REDIS_POLL_SECONDS``; once Redis answers it sends ``available`` and reads on after
+the last card the page got (the card ids of a restarted Redis carry on from the clock,
+so they sort after the ones the page saw). Ending the stream instead would leave the
+page without a stream for the browser's reconnect delay just when the cards held back
+by the outage are published, and a short card could expire on the server before the
+page came back. A page that opens while Redis is away gets the same stream (its replay
+window then starts from the web server's clock). Either way the stream ends after
+``max_stream_seconds`` and the browser reconnects: never a 500, never a hung thread.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ logger = logging.getLogger("services.overlays")
 
 KEEP_CARDS = 500  # approximate length the stream is trimmed to
 REPLAY_WINDOW_MS = 60_000  # a page that (re)opens without an id still shows cards younger than this
-# How long the browser waits before it reconnects after an ``unavailable`` end.
-UNAVAILABLE_RETRY_MS = 2000
+# How often an open stream tries Redis while it is away: a card published when it is
+# back reaches the page within this delay.
+REDIS_POLL_SECONDS = 0.5
 _ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 _clients: dict[str, redis.Redis] = {}
@@ -110,20 +115,21 @@ def sse_events(last_id: str | None) -> Iterator[str]:
     key = stream_key()
     deadline = time.monotonic() + max_stream_seconds()
     try:
-        try:
-            if last_id is None:
-                last_id = f"{max(0, _redis_now_ms(client) - REPLAY_WINDOW_MS)}-0"
-        except REDIS_DOWN as exc:
-            yield _unavailable(exc)
-            return
+        if last_id is None:
+            try:
+                start_ms = _redis_now_ms(client)
+            except REDIS_DOWN:
+                # The web server's clock: a skew only shifts the replay window a little.
+                start_ms = int(time.time() * 1000)
+            last_id = f"{max(0, start_ms - REPLAY_WINDOW_MS)}-0"
         yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'heartbeat_ms': heartbeat * 1000})}\n\n"
         while time.monotonic() < deadline:
             try:
                 batches = client.xread({key: last_id}, block=heartbeat * 1000, count=100)
                 now_ms = _redis_now_ms(client) if batches else 0
             except REDIS_DOWN as exc:
-                yield _unavailable(exc)
-                return
+                yield from _wait_for_redis(client, exc, heartbeat, deadline)
+                continue
             if not batches:
                 # A named event, not an SSE comment: the page's watchdog only sees events.
                 yield "event: ping\ndata: {}\n\n"
@@ -143,21 +149,28 @@ def sse_events(last_id: str | None) -> Iterator[str]:
         client.close()
 
 
-_last_unavailable_log = 0.0
+_last_outage_log = 0.0
 
 
-def _unavailable(exc: BaseException) -> str:
-    """The last message of a stream whose Redis went away: reconnect in a moment."""
-    global _last_unavailable_log
-    # Every open page comes back every UNAVAILABLE_RETRY_MS while Redis is away: one line
-    # per half minute tells the story.
-    if time.monotonic() - _last_unavailable_log >= 30:
-        _last_unavailable_log = time.monotonic()
+def _wait_for_redis(client: redis.Redis, exc: BaseException, heartbeat: int, deadline: float) -> Iterator[str]:
+    """``unavailable``, pings while Redis is away, then ``available`` (or nothing: the stream's time is up)."""
+    global _last_outage_log
+    # Every open page waits here: one line per half minute tells the story.
+    if time.monotonic() - _last_outage_log >= 30:
+        _last_outage_log = time.monotonic()
         logger.warning(
-            "overlay stream ended: Redis unavailable (%s); pages reconnect every %s ms",
-            type(exc).__name__,
-            UNAVAILABLE_RETRY_MS,
-            extra={"service": "overlays"},
+            "overlay stream waiting for Redis (%s): %s", type(exc).__name__, exc, extra={"service": "overlays"}
         )
-    data = json.dumps({"reason": "redis unavailable", "retry_ms": UNAVAILABLE_RETRY_MS})
-    return f"retry: {UNAVAILABLE_RETRY_MS}\nevent: unavailable\ndata: {data}\n\n"
+    yield f"event: unavailable\ndata: {json.dumps({'reason': 'redis unavailable'})}\n\n"
+    next_ping = time.monotonic() + heartbeat
+    while time.monotonic() < deadline:
+        time.sleep(REDIS_POLL_SECONDS)
+        try:
+            client.ping()
+        except REDIS_DOWN:
+            if time.monotonic() >= next_ping:
+                next_ping = time.monotonic() + heartbeat
+                yield "event: ping\ndata: {}\n\n"
+            continue
+        yield "event: available\ndata: {}\n\n"
+        return

@@ -5,9 +5,9 @@
  * EventSource reconnects by itself after a dropped connection, sending the id of the last
  * card it got (Last-Event-ID) so the server resumes after it. When it gives up (an HTTP
  * error answer, e.g. while the web server restarts) or goes silent past the server's
- * heartbeat, the page opens a new one with ?last_id=, backing off up to 10 s. While Redis
- * is away the server ends each stream at once with an "unavailable" event and a retry:
- * delay, so the browser keeps reconnecting by itself and resumes once Redis answers.
+ * heartbeat, the page opens a new one with ?last_id=, backing off up to 10 s. While the
+ * server's Redis is away the stream stays open: "unavailable", pings, then "available"
+ * and the cards published since.
  * window.overlays tells what is on screen (tests and debugging use it).
  */
 (function () {
@@ -66,9 +66,12 @@
     });
     source.addEventListener("ping", alive);
     source.addEventListener("unavailable", () => {
-      // The server's Redis is away; the stream ends now and EventSource retries by itself.
       if (!unavailable) outages += 1;
       unavailable = true;
+      alive();
+    });
+    source.addEventListener("available", () => {
+      unavailable = false;
       alive();
     });
     source.addEventListener("card", (event) => {
