@@ -7,7 +7,8 @@ when, in which process and thread:
 - ``sleep``: seconds to spend in the handler;
 - ``fail``: return False; ``raise``: raise RuntimeError(text);
 - ``transient``: raise TransientError on the first N attempts;
-- ``hang_first``: spend this long on the first attempt only (to be killed).
+- ``hang_first``: spend this long on the first attempt only (to be killed, or to time out);
+- ``on_timeout`` is recorded too.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class RecordingService(BaseQueueService):
     def _record(self, phase: str, **fields) -> None:
         entry = {"phase": phase, "t": time.time(), "pid": os.getpid(), "thread": threading.get_ident(), **fields}
         self._redis.rpush(record_key(), json.dumps(entry))
+
+    def on_timeout(self, live_event, queue_item):
+        self._record("on_timeout", item=queue_item.pk, attempt=queue_item.attempts)
 
     def process_event(self, live_event, queue_item):
         data = live_event.event_data or {}

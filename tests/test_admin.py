@@ -15,6 +15,7 @@ def service_form(**overrides):
         "mode": "SYNC",
         "concurrency": "1",
         "max_queue_size": "100",
+        "time_budget_seconds": "300",  # the admin form shows the default
         "event_configs-TOTAL_FORMS": "1",
         "event_configs-INITIAL_FORMS": "0",
         "event_configs-MIN_NUM_FORMS": "0",

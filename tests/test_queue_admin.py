@@ -29,6 +29,7 @@ def change_form(service: Service, **overrides) -> dict[str, str]:
         "mode": service.mode,
         "concurrency": str(service.concurrency),
         "max_queue_size": str(service.max_queue_size),
+        "time_budget_seconds": str(service.time_budget_seconds),
         **({"is_active": "on"} if service.is_active else {}),
     }
     configs = list(service.event_configs.order_by("pk"))

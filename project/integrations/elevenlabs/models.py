@@ -9,7 +9,9 @@ class TTSUsage(BaseModel):
     ``characters`` is what the per-session cap is checked against: a request
     reserves its characters with a conditional UPDATE before calling the API
     and gives them back if the call fails, so concurrent requests can never
-    overshoot the cap. Cached phrases cost nothing and only count as hits.
+    overshoot the cap; once audio has arrived (ElevenLabs has charged it) they
+    stay, even if the disk then refuses the file. Cached phrases cost nothing
+    and only count as hits.
     """
 
     session = models.ForeignKey(
