@@ -4,8 +4,8 @@
     python scripts/tiktok_simulator.py --scenario demo --port 0
     python scripts/tiktok_simulator.py --scenario-file my_live.json --port 8765
 
-Scenarios: demo, flood, streaks, disconnect, weird-names, malformed, live-end,
-offline, not-found, rate-limit (see scripts/tiktok_sim/scenarios.py for the
+Scenarios: demo, flood, steady, streaks, disconnect, weird-names, malformed,
+live-end, offline, not-found, rate-limit (see scripts/tiktok_sim/scenarios.py for the
 JSON step format of --scenario-file).
 
 When ready it prints ONE JSON line on stdout with the URLs to configure, e.g.
@@ -28,7 +28,7 @@ import signal
 import sys
 
 from aiohttp import web
-from tiktok_sim.scenarios import BUILT_IN, ScenarioError, flood, load_file
+from tiktok_sim.scenarios import BUILT_IN, ScenarioError, flood, load_file, steady
 from tiktok_sim.server import LiveRoom, build_app
 
 
@@ -43,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--flood-seconds", type=float, default=10.0)
     parser.add_argument("--flood-likes", type=int, default=2000, help="like messages per second in the flood")
     parser.add_argument("--flood-comments", type=int, default=150, help="comments per second in the flood")
+    parser.add_argument("--steady-rate", type=float, default=300.0, help="messages per second of the steady scenario")
+    parser.add_argument("--steady-seconds", type=float, help="the steady live ends after this long (default: never)")
+    parser.add_argument(
+        "--sent-log",
+        metavar="PATH",
+        help="append one line per message sent: msg_id, type, repeat_count, send time (ms since the epoch)",
+    )
     parser.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it dies")
     return parser.parse_args(argv)
 
@@ -52,10 +59,17 @@ async def serve(args: argparse.Namespace) -> None:
         scenario = load_file(args.scenario_file)
     elif args.scenario == "flood":
         scenario = flood(args.flood_seconds, args.flood_likes, args.flood_comments)
+    elif args.scenario == "steady":
+        scenario = steady(args.steady_rate, args.steady_seconds)
     else:
         scenario = BUILT_IN[args.scenario]()
+    # Line-buffered: a bench reads it while the live runs, and the process may be killed at the end.
+    sent_log = open(args.sent_log, "a", encoding="ascii", buffering=1) if args.sent_log else None
     room = LiveRoom(
-        scenario, room_id=7_300_000_000_000_000_000 + secrets.randbelow(10**15), ping_interval=args.ping_interval
+        scenario,
+        room_id=7_300_000_000_000_000_000 + secrets.randbelow(10**15),
+        ping_interval=args.ping_interval,
+        sent_log=sent_log,
     )
     if scenario.prebuild:
         room.prebuild()
@@ -92,6 +106,8 @@ async def serve(args: argparse.Namespace) -> None:
                 pass
     finally:
         await runner.cleanup()
+        if sent_log is not None:
+            sent_log.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ class Action:
 @dataclass
 class Scenario:
     name: str
-    actions: list[Action]
+    actions: Sequence[Action]
     loop: bool = False
     mode: str = "live"  # live | offline | not-found | rate-limit
     prebuild: bool = False  # serialize every frame before accepting connections (flood)
@@ -220,6 +221,66 @@ def flood(seconds: float = 10.0, likes_per_s: int = 2000, comments_per_s: int = 
     return Scenario("flood", actions, prebuild=True)
 
 
+# Streak group ids the steady scenario hands out, one per gift it sends (see SteadyActions).
+STEADY_GROUP_BASE = 10**12
+STEADY_FRAMES_PER_SECOND = 50
+
+
+class SteadyActions(Sequence[Action]):
+    """The demo's messages in a loop at a fixed rate, each action built when it is played;
+    after ``seconds`` (if given) the streamer ends the live.
+
+    A long soak at a big live's rate would need millions of specs up front; these are
+    derived from their index instead (even indexes are frames, odd ones the waits
+    between them). Every gift gets a group id of its own: a later loop's Rose by the
+    same viewer is a new gift, not a late repeat of the one before (the capture keeps
+    closed streaks by (user, gift, group) for minutes).
+    """
+
+    def __init__(self, mix: list[dict[str, Any]], rate: float, seconds: float | None = None) -> None:
+        if rate <= 0:
+            raise ScenarioError(f"steady rate must be above 0 messages/s, got {rate}")
+        self.mix = mix
+        self.rate = rate
+        self.frames_per_s = max(1.0, min(float(STEADY_FRAMES_PER_SECOND), rate))
+        self.frames = None if seconds is None else round(seconds * self.frames_per_s)
+        first_of_group: dict[int, int] = {}
+        self.streak_start = [
+            first_of_group.setdefault(spec["group_id"], position) if "group_id" in spec else position
+            for position, spec in enumerate(mix)
+        ]
+
+    def __len__(self) -> int:
+        return 10**15 if self.frames is None else 2 * self.frames + 1  # endless in practice without seconds
+
+    def __getitem__(self, index):  # type: ignore[override] # slices are never asked for
+        if index < 0 or index >= len(self):
+            raise IndexError(index)
+        frame, is_wait = divmod(index, 2)
+        if frame == self.frames:
+            return Action("frame", specs=[{"type": "end"}])
+        if is_wait:
+            return Action("wait", seconds=1 / self.frames_per_s)
+        first = int(frame * self.rate / self.frames_per_s)
+        last = int((frame + 1) * self.rate / self.frames_per_s)
+        return Action("frame", specs=[self._spec(number) for number in range(first, last)])
+
+    def _spec(self, number: int) -> dict[str, Any]:
+        loop, position = divmod(number, len(self.mix))
+        spec = self.mix[position]
+        if spec["type"] != "gift":
+            return spec
+        return {**spec, "group_id": STEADY_GROUP_BASE + loop * len(self.mix) + self.streak_start[position]}
+
+
+def steady(rate: float = 300.0, seconds: float | None = None) -> Scenario:
+    """The demo's mix (chat, likes, joins, follows, gifts and a streak, a share, a sub, viewer counts)
+    at ``rate`` messages per second in frames of 50 per second, endlessly or for ``seconds`` and then
+    the end of the live: a big live for a soak."""
+    mix = [spec for action in demo().actions if action.kind == "frame" for spec in action.specs]
+    return Scenario("steady", SteadyActions(mix, rate, seconds))
+
+
 def streaks() -> Scenario:
     steps = [
         {"type": "comment", "user": "host_friend", "text": "¡Vamos con las rosas!"},
@@ -313,6 +374,7 @@ def _named(mode: str) -> Scenario:
 BUILT_IN = {
     "demo": demo,
     "flood": flood,
+    "steady": steady,
     "streaks": streaks,
     "disconnect": disconnect,
     "weird-names": weird_names,

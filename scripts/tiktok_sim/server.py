@@ -20,7 +20,7 @@ import json
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp import WSMsgType, web
 from TikTokLive.proto import BaseProtoMessage, ProtoMessageFetchResult, PushHeader, WebcastPushFrame
@@ -39,8 +39,17 @@ HISTORY_REPLAY = 5
 class LiveRoom:
     """The state of the simulated live, shared by every connection to it."""
 
-    def __init__(self, scenario: Scenario, *, room_id: int, ping_interval: float, rate_limited_fetches: int = 2):
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        room_id: int,
+        ping_interval: float,
+        rate_limited_fetches: int = 2,
+        sent_log: TextIO | None = None,
+    ):
         self.scenario = scenario
+        self.sent_log = sent_log
         self.room_id = room_id
         self.ping_interval = ping_interval
         self.factory = MessageFactory(room_id, first_msg_id=7_400_000_000_000_000_000 + secrets.randbelow(10**12))
@@ -321,6 +330,16 @@ async def _send_frame(action: Action, index: int, ws: web.WebSocketResponse, roo
         messages = [room.factory.build(spec) for spec in action.specs]
         body = bytes(room._fetch_result(messages))
     await _send_messages(messages, body, ws, room, gzip_frames, late=action.late)
+    if room.sent_log is not None:
+        # A bench's record of what TikTok sent: which messages must be stored (a streak's
+        # repeats after the first are not rows of their own) and when each left.
+        sent_ms = int(time.time() * 1000)
+        room.sent_log.write(
+            "".join(
+                f"{message.msg_id} {spec['type']} {spec.get('repeat_count', 1)} {sent_ms}\n"
+                for message, spec in zip(messages, action.specs, strict=True)
+            )
+        )
 
 
 async def _send_messages(
