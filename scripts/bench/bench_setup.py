@@ -3,6 +3,7 @@ the streamer's rows, and log lines on stderr (stdout ends with the one JSON line
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -98,6 +99,46 @@ def cpu_busy_seconds() -> float | None:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, _steal = times
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def process_stat(pid: int) -> tuple[float, float, int] | None:
+    """(CPU seconds, RSS MB, start time in clock ticks) of a process, from /proc/<pid>/stat;
+    None once it is gone (or a zombie). The start time tells a recycled pid apart."""
+    fields = _proc_text(f"/proc/{pid}/stat").rsplit(")", 1)[-1].split()
+    if len(fields) < 22 or fields[0] == "Z":
+        return None
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20, int(fields[19])
+
+
+def process_children(pid: int) -> list[int]:
+    """The pids a process (any of its threads) started, from /proc."""
+    with contextlib.suppress(OSError):
+        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in _proc_text(task / "children").split()]
+    return []
+
+
+def process_name(pid: int) -> str:
+    return _proc_text(f"/proc/{pid}/comm").strip()
+
+
+def process_cmdline(pid: int) -> list[str]:
+    return _proc_text(f"/proc/{pid}/cmdline").rstrip("\0").split("\0")
+
+
+def process_pss_mb(pid: int) -> float | None:
+    """Proportional set size: memory shared between processes (a server's) is counted once overall."""
+    for line in _proc_text(f"/proc/{pid}/smaps_rollup").splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def _proc_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:  # the process is gone, or another user's and not readable
+        return ""
 
 
 def log(text: str) -> None:
