@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import wave
 
 import pytest
@@ -158,6 +159,17 @@ def test_a_slow_api_times_out_as_a_transient_error(elevenlabs_fake):
     elevenlabs_fake.set_mode("slow", delay=30)
     with pytest.raises(ElevenLabsNetworkError, match="did not answer within 1 s"):
         ElevenLabsClient(timeout=1).text_to_speech_and_save("hola")
+
+
+def test_a_callers_deadline_ends_the_request_before_the_clients_timeout(elevenlabs_fake):
+    elevenlabs_fake.set_mode("slow", delay=30)
+    started = time.monotonic()
+    with pytest.raises(ElevenLabsNetworkError, match=r"did not answer within [12](\.\d+)? s") as caught:
+        ElevenLabsClient(timeout=30).text_to_speech_and_save("hola", deadline=started + 2)
+    took = time.monotonic() - started
+    assert isinstance(caught.value, TransientError)
+    assert 1.8 <= took <= 4, f"took {took:.1f} s"
+    assert TTSUsage.objects.get(session=None).characters == 0, "no audio arrived: nothing was charged"
 
 
 def test_an_unsupported_output_format_is_refused_before_any_call(elevenlabs_fake):

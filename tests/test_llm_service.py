@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -213,3 +214,15 @@ def test_a_bad_config_value_fails_with_its_name(service, session, llm_fake):
     set_config("llm_reply_cooldown_seconds", "soon")
     with pytest.raises(Exception, match="Config llm_reply_cooldown_seconds='soon' is not a whole number"):
         process(service, make_event(session, "FollowEvent", viewer()))
+
+
+def test_the_reply_and_its_speech_end_within_the_services_time_budget(service, session, llm_fake):
+    Service.objects.filter(pk=service.service.pk).update(time_budget_seconds=10)
+    service.service.refresh_from_db()
+    llm_fake.set_mode("slow", delay=60)
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        process(service, make_event(session, "FollowEvent", viewer()))
+    took = time.monotonic() - started
+    # 10 s budget less its 1 s margin: the handler gives up by itself, before the worker would kill it.
+    assert 8.5 <= took <= 9.8, f"took {took:.1f} s"

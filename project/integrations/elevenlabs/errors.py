@@ -113,6 +113,6 @@ def from_transport_error(exc: httpx.TransportError, base_url: str, timeout: floa
     host = httpx.URL(base_url).host or base_url
     if isinstance(exc, httpx.TimeoutException):
         return ElevenLabsNetworkError(
-            f"ElevenLabs at {host} did not answer within {timeout:g} s ({type(exc).__name__})"
+            f"ElevenLabs at {host} did not answer within {timeout:.3g} s ({type(exc).__name__})"
         )
     return ElevenLabsNetworkError(f"Cannot reach ElevenLabs at {host}: {type(exc).__name__}: {shorten(exc, 200)}")

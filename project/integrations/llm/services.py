@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from project.integrations.config_values import config_bool, config_int
+from project.integrations.deadlines import handler_deadline
 from project.integrations.elevenlabs.client import ElevenLabsClient
 from project.integrations.elevenlabs.errors import ElevenLabsError
 from project.integrations.errors import IntegrationError
@@ -63,19 +64,23 @@ class LLMService(BaseQueueService):
         return self.service.slug if self.service is not None else type(self).__name__.lower()
 
     def process_event(self, live_event: LiveEvent, queue_item: QueueItem) -> bool:
+        # The LLM call, the speech and the wait for the player end by it: the worker never has to kill us.
+        deadline = handler_deadline(self.time_budget)
         log = {"service": self.slug, "event_id": live_event.pk, "event_type": live_event.event_type}
         reply = LLMReply.objects.filter(
             live_event=live_event, service=self.service, status=LLMReply.Status.REPLIED
         ).first()
         if reply is None:
-            reply = self._generate(live_event, queue_item, log)
+            reply = self._generate(live_event, queue_item, log, deadline)
             if reply is None:
                 return True
         if config_bool("llm_speak_replies", False) and not reply.spoken:
-            self._speak(reply, live_event, log)
+            self._speak(reply, live_event, log, deadline)
         return True
 
-    def _generate(self, live_event: LiveEvent, queue_item: QueueItem, log: dict[str, Any]) -> LLMReply | None:
+    def _generate(
+        self, live_event: LiveEvent, queue_item: QueueItem, log: dict[str, Any], deadline: float | None = None
+    ) -> LLMReply | None:
         prompt = build_prompt(live_event)
         if prompt is None:
             self.logger.info("nothing to answer for this event", extra=log)
@@ -97,7 +102,9 @@ class LLMService(BaseQueueService):
             )
             return None
         try:
-            result = self.llm.complete(prompt, max_tokens=config_int("llm_max_tokens", 120, minimum=1))
+            result = self.llm.complete(
+                prompt, max_tokens=config_int("llm_max_tokens", 120, minimum=1), deadline=deadline
+            )
         except IntegrationError as exc:
             cooldown.release(viewer, live_event.pk)
             self._store(live_event, viewer, prompt, LLMReply.Status.FAILED, error=str(exc))
@@ -144,10 +151,12 @@ class LLMService(BaseQueueService):
         reply, _ = LLMReply.objects.update_or_create(live_event=live_event, service=self.service, defaults=fields)
         return reply
 
-    def _speak(self, reply: LLMReply, live_event: LiveEvent, log: dict[str, Any]) -> None:
+    def _speak(
+        self, reply: LLMReply, live_event: LiveEvent, log: dict[str, Any], deadline: float | None = None
+    ) -> None:
         try:
             path = self.tts.text_to_speech_and_save(
-                reply.reply, play_audio=True, wait=True, session=live_event.session_id
+                reply.reply, play_audio=True, wait=True, session=live_event.session_id, deadline=deadline
             )
         except ElevenLabsError as exc:
             reply.tts_error = str(exc)
