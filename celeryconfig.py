@@ -51,10 +51,15 @@ task_default_priority = 5
 worker_send_task_events = True
 task_send_sent_event = True
 
-# A handler that hangs must not block a service forever.
+# A handler that hangs must not block a service for ever: each service's time
+# budget (Service.time_budget_seconds) is enforced by the worker itself, for the
+# thread pool too, which ignores Celery's limits (project/queue_system/budget.py).
+# Celery's hard limit stays as the last resort of a SYNC worker whose child no
+# longer runs Python at all (a C call holding the GIL): above the largest budget
+# plus the outage waits, so it never cuts a handler the budget allows.
 # https://docs.celeryq.dev/en/stable/userguide/workers.html#time-limits
-task_soft_time_limit = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimum=1)
-task_time_limit = env_int("CELERY_TASK_TIME_LIMIT", 330, minimum=1)
+task_soft_time_limit = None
+task_time_limit = 3600 + 300
 
 worker_hijack_root_logger = False
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from project.env import EnvError, env_bool, env_list, env_str
+from project.env import EnvError, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -90,8 +90,24 @@ if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
     raise EnvError(
         f"DATABASE_URL must be a PostgreSQL URL (postgres://...), got scheme {DATABASE_URL.split(':', 1)[0]!r}"
     )
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# A PostgreSQL restart or a dead network must surface as an error within seconds,
+# never as a process blocked for ever: a connect timeout, TCP keepalives (a
+# silently dropped connection is noticed in idle + interval x count seconds), and
+# a statement timeout (0 turns it off). CONN_HEALTH_CHECKS (above) has a
+# connection reused between requests or tasks checked before use, so one broken
+# by a restart is replaced instead of failing the next query.
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    {
+        "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),
+        "keepalives": 1,
+        "keepalives_idle": env_int("DB_KEEPALIVES_IDLE", 30, minimum=1),
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "options": f"-c statement_timeout={env_int('DB_STATEMENT_TIMEOUT_MS', 60000, minimum=0)}",
+    }
+)
 # Two test runs on one server (a developer's and CI's) need test databases of their own.
 if TEST_DATABASE_NAME := env_str("TEST_DATABASE_NAME", ""):
     DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}

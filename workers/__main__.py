@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from project.queue_system.broker import BrokerError
     from project.queue_system.dispatcher import redispatch_pending
     from project.queue_system.models import Service
+    from project.queue_system.recovery import recover_at_start
     from project.queue_system.topology import TopologyError, declare_all
     from workers.command import worker_argv, worker_env
 
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem in report.policy_errors:
             print(f"warning: {problem}", file=sys.stderr)
         if not args.no_redispatch:
+            recovered = recover_at_start(service)
+            if recovered:
+                print(f"re-published {recovered} item(s) of {service.slug} that had lost their message")
             result = redispatch_pending([service.slug], older_than=10)
             if result.confirmed:
                 print(f"re-published {result.confirmed} pending item(s) of {service.slug}")

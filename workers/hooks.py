@@ -6,6 +6,7 @@
 - the drain-ticket watchdog thread (``workers.watchdog``);
 - before each task, Django's ``close_old_connections`` (the connection is
   otherwise reused between tasks: ``CELERY_DB_REUSE_MAX`` in celeryconfig);
+- an item whose process Celery's hard time limit killed is failed, not left processing;
 - monitoring events (for Flower) published without a publisher confirm each;
 - with ``TTE_QUIET_TASKS`` set, no INFO line per task (see workers.command).
 """
@@ -78,6 +79,29 @@ def _stop_in_child(**_) -> None:
     from project.queue_system import runtime
 
     runtime.stop_services()
+
+
+@signals.task_failure.connect
+def _hard_time_limit(sender=None, exception=None, args=None, **_) -> None:
+    # Celery's hard limit killed a SYNC worker's child (its handler stopped running
+    # Python: budget.py could not act). Celery acks that message, so the item is
+    # failed here, in the worker's main process, instead of staying processing.
+    from celery.exceptions import TimeLimitExceeded
+
+    if not isinstance(exception, TimeLimitExceeded) or getattr(sender, "name", "") != "tasks.process_event":
+        return
+    from django.db import close_old_connections
+    from django.utils import timezone
+
+    from project.queue_system.models import QueueItem
+
+    close_old_connections()
+    QueueItem.objects.filter(pk=int(args[0]), status=QueueItem.Status.PROCESSING).update(
+        status=QueueItem.Status.FAILED,
+        error=f"timed out: its worker process was killed after {exception} s",
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
 
 
 @signals.worker_ready.connect

@@ -16,6 +16,11 @@ holds messages:
 Stale tokens of a type whose queue is empty are purged on the same evidence.
 A false alarm can only add one ticket too many, which runs, finds nothing
 and ends.
+
+The same evidence proves that no message of the service can be in flight, so
+the pass also publishes again the items left pending or processing without one
+(``project/queue_system/recovery.py``), e.g. after a worker process was killed
+once the broker had its ack.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import datetime
 
 from celery.worker import state as worker_state
+from django.utils import timezone
 
 from project.queue_system import queues
 from project.queue_system.broker import CONNECTION_ERRORS, passive_counts
@@ -42,6 +49,8 @@ class DrainWatchdog(threading.Thread):
         self._stop_event = threading.Event()
         self._was_idle = False
         self._last_count = -1
+        self._checked_at: datetime | None = None
+        self.recovered = 0
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -71,15 +80,17 @@ class DrainWatchdog(threading.Thread):
         from django.db import close_old_connections
 
         from project.queue_system.drain import arm, link, ticket_priority
+        from project.queue_system.recovery import recover_idle
         from project.queue_system.topology import all_topologies
 
         close_old_connections()
         idle = self._idle_throughout()
+        idle_since, self._checked_at = self._checked_at, timezone.now()
         armed = 0
         current = link()
         for topology in all_topologies(self.slugs):
             main = queues.main_queue_name(topology.slug)
-            names = [main]
+            names = [main, queues.DISCARDED_QUEUE]
             for event_type in topology.discardable_types:
                 names += [
                     queues.discardable_queue_name(topology.slug, event_type),
@@ -88,6 +99,8 @@ class DrainWatchdog(threading.Thread):
             counts = passive_counts(current.connection, names)
             main_counts = counts.get(main)
             nothing_waiting = idle and main_counts is not None and main_counts[0] == 0 and main_counts[1] <= 1
+            if nothing_waiting and idle_since is not None:
+                self.recovered += recover_idle(topology, counts, before=idle_since)
             for event_type in topology.discardable_types:
                 waiting = counts.get(queues.discardable_queue_name(topology.slug, event_type))
                 tokens = counts.get(queues.arm_queue_name(topology.slug, event_type))

@@ -29,6 +29,7 @@ import amqp
 
 from project.queue_system import queues
 from project.queue_system.broker import CONNECTION_ERRORS, close_quietly, open_connection
+from project.queue_system.infrastructure import InfrastructureFault
 from project.queue_system.processing import Outcome, run_item
 from project.queue_system.publisher import ConfirmingPublisher
 from project.queue_system.task_messages import arm_token_message, drain_ticket_message, queue_item_id_of
@@ -147,17 +148,26 @@ def drain_one(slug: str, event_type: str) -> DrainResult:
     queue = queues.discardable_queue_name(slug, event_type)
     skips = 0
     while True:
-        current = link()
-        message = current.channel.basic_get(queue, no_ack=False)
-        if message is None:
-            return DrainResult(None, rearmed=_release(slug, event_type))
+        try:
+            current = link()
+            message = current.channel.basic_get(queue, no_ack=False)
+            if message is None:
+                return DrainResult(None, rearmed=_release(slug, event_type))
+        except CONNECTION_ERRORS as exc:
+            drop_link()
+            raise InfrastructureFault(f"the broker failed under the drain of {queue}: {exc}") from exc
         tag = message.delivery_info["delivery_tag"]
         item_id = queue_item_id_of(message.body)
         if item_id is None:
             logger.error("dropping a message that is not a queue item", extra={"queue": queue})
             current.channel.basic_ack(tag)
             continue
-        outcome = run_item(item_id, redelivered=bool(message.delivery_info.get("redelivered")), queue=queue)
+        try:
+            outcome = run_item(item_id, redelivered=bool(message.delivery_info.get("redelivered")), queue=queue)
+        except InfrastructureFault:
+            # Back to the head of its queue (its place in the order); the ticket is requeued by the task.
+            _settle(current, tag, requeue=True)
+            raise
         if outcome.status == "retry":
             # Back to its place at the head of the type's queue; the ticket is
             # retried after the service's back-off.

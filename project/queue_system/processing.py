@@ -3,8 +3,11 @@
 Shared by the ``process_event`` task (non-discardable items) and the drain
 ticket (discardable items), so both behave the same: status
 ``processing`` → ``completed`` | ``failed`` with timings and the error text, a
-``TransientError`` retried a bounded number of times, and a redelivered or
-duplicate message never runs a finished item again.
+``TransientError`` retried a bounded number of times, a handler held to the
+service's time budget (budget.py), and a redelivered or duplicate message never
+runs a finished item again. Only the service's own outcome fails an item: a
+database outage around it raises ``InfrastructureFault`` (infrastructure.py),
+and the caller puts the message back on its queue.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
-from project.queue_system import runtime
+from project.queue_system import budget, runtime
 from project.queue_system.base_service import TransientError
+from project.queue_system.infrastructure import DB_ERRORS, InfrastructureFault, retry_write
 from project.queue_system.models import QueueItem, Service
 from project.queue_system.sql import ASYNC_COMMIT, array_literal
 from project.tiktok_events.models import LiveEvent
@@ -106,29 +110,45 @@ def claim(queue_item_id: int, *, redelivered: bool) -> QueueItem | None:
 
 
 def run_item(queue_item_id: int, *, redelivered: bool = False, queue: str = "") -> Outcome:
-    item = claim(queue_item_id, redelivered=redelivered)
+    """Claim, run and record one item; raises InfrastructureFault when the database failed around it."""
+    try:
+        item = claim(queue_item_id, redelivered=redelivered)
+        if item is None:
+            # Missing (deleted with its event) or already handled: a duplicate
+            # delivery is acked as a no-op.
+            current = QueueItem.objects.filter(pk=queue_item_id).values_list("status", flat=True).first()
+    except DB_ERRORS as exc:
+        raise InfrastructureFault(f"could not claim item {queue_item_id}: {exc}") from exc
     if item is None:
-        # Missing (deleted with its event) or already handled: a duplicate
-        # delivery is acked as a no-op.
-        current = QueueItem.objects.filter(pk=queue_item_id).values_list("status", flat=True).first()
         detail = f"item {queue_item_id} is {current or 'gone'}; delivery ignored"
         logger.info(detail, extra={"queue_item": queue_item_id, "queue": queue})
         return Outcome("skipped", detail=detail)
 
     extra = {"service": item.service.slug, "event_id": item.live_event_id, "queue_item": item.pk, "queue": queue}
     label = f"[{item.service.name}] {item.event_type} (P:{item.priority})"
+    service = None
     try:
         service = runtime.service_instance(item.service)
-        result = service.process_event(item.live_event, item)
+        result = budget.call(lambda: service.process_event(item.live_event, item), item.service.time_budget_seconds)
+    except budget.TimedOut as exc:
+        return _timed_out(service, item, exc, label, extra)
     except TransientError as exc:
         if item.attempts >= MAX_ATTEMPTS:
             return _finish(item, Status.FAILED, f"gave up after {item.attempts} attempts: {exc}", label, extra)
         retry_after = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER * item.attempts
-        QueueItem.objects.filter(pk=item.pk).update(
-            status=Status.PENDING, error=f"attempt {item.attempts} failed, retrying: {exc}", updated_at=timezone.now()
+        error = f"attempt {item.attempts} failed, retrying: {exc}"
+        retry_write(
+            lambda: QueueItem.objects.filter(pk=item.pk).update(
+                status=Status.PENDING, error=error, updated_at=timezone.now()
+            ),
+            f"the retry of item {item.pk}",
+            extra,
         )
         logger.warning(f"🔁 {label} will be retried in {retry_after:.1f}s: {exc}", extra=extra)
         return Outcome("retry", item, retry_after=retry_after, detail=str(exc))
+    except DB_ERRORS as exc:
+        # The handler's own queries met the outage: not the event's failure.
+        raise InfrastructureFault(f"{label}: the database failed under the handler: {exc}") from exc
     except Exception as exc:
         logger.exception(f"❌ {label} raised", extra=extra)
         return _finish(item, Status.FAILED, f"{type(exc).__name__}: {exc}", label, extra)
@@ -137,6 +157,18 @@ def run_item(queue_item_id: int, *, redelivered: bool = False, queue: str = "") 
         return _finish(item, Status.COMPLETED, "", label, extra)
     reason = "process_event returned False" if result is False else f"process_event returned {result!r}, not True"
     return _finish(item, Status.FAILED, reason, label, extra)
+
+
+def _timed_out(service, item: QueueItem, exc: budget.TimedOut, label: str, extra: dict) -> Outcome:
+    """Fail the overdue item, let the service clean up, then free the slot (see budget.py)."""
+    outcome = _finish(item, Status.FAILED, f"timed out after {exc.budget:g} s", label, extra)
+    try:
+        service.on_timeout(item.live_event, item)
+    except Exception:
+        logger.exception(f"{label}: on_timeout raised", extra=extra)
+    sync = item.service.mode == item.service.Mode.SYNC
+    budget.settle(exc, sync=sync, pool_size=item.service.worker_concurrency, label=label)
+    return outcome
 
 
 # The outcome in one plain statement, like the claim: the ORM's update() built and compiled
@@ -150,8 +182,13 @@ FINISH_SQL = (
 
 def _finish(item: QueueItem, status: str, error: str, label: str, extra: dict) -> Outcome:
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(FINISH_SQL, {"status": status, "error": error[:5000], "now": now, "id": item.pk})
+    params = {"status": status, "error": error[:5000], "now": now, "id": item.pk}
+
+    def write() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(FINISH_SQL, params)
+
+    retry_write(write, f"the outcome of item {item.pk}", extra)
     item.status, item.error, item.finished_at = status, error, now
     if status == Status.COMPLETED:
         logger.info(f"✅ {label} completed", extra=extra)

@@ -15,6 +15,8 @@ def pytest_collection_modifyitems(config, items):
         if HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.faults)
             item.add_marker(pytest.mark.slow)
+            # Restarts take their time, and the lock may first wait for another run's fault test.
+            item.add_marker(pytest.mark.timeout(900))
 
 
 @pytest.fixture(autouse=True)
