@@ -55,8 +55,8 @@ def wait_for_database(limit: float | None = None) -> bool:
     return True
 
 
-def retry_write(write, what: str, extra: dict):
-    """Run ``write()`` until the database takes it (a handler's outcome must not be lost or re-run).
+def retry_database(call, what: str, extra: dict):
+    """Run ``call()`` until the database takes it (a handler's outcome must not be lost or re-run).
 
     Retries with back-off while the database is away; after ``OUTAGE_WAIT``
     seconds of failures it raises InfrastructureFault, and the message goes back
@@ -66,11 +66,11 @@ def retry_write(write, what: str, extra: dict):
     delay = 0.25
     while True:
         try:
-            return write()
+            return call()
         except DB_ERRORS as exc:
             if time.monotonic() >= deadline:
-                raise InfrastructureFault(f"could not record {what}: {exc}") from exc
-            logger.warning(f"could not record {what}; retrying in {delay:.2g}s", extra={**extra, "error": str(exc)})
+                raise InfrastructureFault(f"could not {what}: {exc}") from exc
+            logger.warning(f"could not {what}; retrying in {delay:.2g}s", extra={**extra, "error": str(exc)})
             time.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)
             database_answers()

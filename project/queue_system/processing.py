@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from project.queue_system import budget, runtime
 from project.queue_system.base_service import TransientError
-from project.queue_system.infrastructure import DB_ERRORS, InfrastructureFault, retry_write
+from project.queue_system.infrastructure import DB_ERRORS, InfrastructureFault, retry_database
 from project.queue_system.models import QueueItem, Service
 from project.queue_system.sql import ASYNC_COMMIT, array_literal
 from project.tiktok_events.models import LiveEvent
@@ -137,11 +137,11 @@ def run_item(queue_item_id: int, *, redelivered: bool = False, queue: str = "") 
             return _finish(item, Status.FAILED, f"gave up after {item.attempts} attempts: {exc}", label, extra)
         retry_after = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER * item.attempts
         error = f"attempt {item.attempts} failed, retrying: {exc}"
-        retry_write(
+        retry_database(
             lambda: QueueItem.objects.filter(pk=item.pk).update(
                 status=Status.PENDING, error=error, updated_at=timezone.now()
             ),
-            f"the retry of item {item.pk}",
+            f"record the retry of item {item.pk}",
             extra,
         )
         logger.warning(f"🔁 {label} will be retried in {retry_after:.1f}s: {exc}", extra=extra)
@@ -188,7 +188,7 @@ def _finish(item: QueueItem, status: str, error: str, label: str, extra: dict) -
         with connection.cursor() as cursor:
             cursor.execute(FINISH_SQL, params)
 
-    retry_write(write, f"the outcome of item {item.pk}", extra)
+    retry_database(write, f"record the outcome of item {item.pk}", extra)
     item.status, item.error, item.finished_at = status, error, now
     if status == Status.COMPLETED:
         logger.info(f"✅ {label} completed", extra=extra)

@@ -13,6 +13,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
 
+from project.queue_system.infrastructure import DB_ERRORS, database_answers, retry_database
 from project.queue_system.models import QueueItem
 from project.tiktok_events.capture import store
 from project.tiktok_events.capture.endpoints import CaptureAborted
@@ -164,14 +165,17 @@ class Command(BaseCommand):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, skip.set)
         unfinished = await asyncio.to_thread(_unfinished, runner.session_id)
-        if unfinished:
-            say.line(f"⏳ Waiting for the workers to finish {unfinished} dispatched item(s) (Ctrl+C to skip)...")
+        if unfinished != 0:
+            count = "the" if unfinished is None else str(unfinished)
+            say.line(f"⏳ Waiting for the workers to finish {count} dispatched item(s) (Ctrl+C to skip)...")
         deadline = time.monotonic() + timeout
-        while unfinished and not skip.is_set() and time.monotonic() < deadline:
+        while unfinished != 0 and not skip.is_set() and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(skip.wait(), timeout=0.5)
             unfinished = await asyncio.to_thread(_unfinished, runner.session_id)
-        if unfinished:
+        if unfinished is None:
+            say.warning("the database did not answer: the items left stay queued and run when the workers start again.")
+        elif unfinished:
             say.warning(f"{unfinished} item(s) still waiting: they stay queued and run when the workers start again.")
 
     def _write_summary(self, path: str, result) -> None:
@@ -180,15 +184,28 @@ class Command(BaseCommand):
             "status": result.status,
             "reason": result.reason,
             "reconnects": result.reconnects,
-            "events_captured": store.session_counts(result.session_id) if result.session_id else {},
-            "services": _service_counts(result.session_id) if result.session_id else {},
+            "events_captured": (
+                retry_database(lambda: store.session_counts(result.session_id), "count the events for the summary", {})
+                if result.session_id
+                else {}
+            ),
+            "services": (
+                retry_database(lambda: _service_counts(result.session_id), "count the items for the summary", {})
+                if result.session_id
+                else {}
+            ),
             "capture": result.stats,
         }
         Path(path).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _unfinished(session_id: int) -> int:
-    return QueueItem.objects.filter(live_event__session_id=session_id, status__in=UNFINISHED).count()
+def _unfinished(session_id: int) -> int | None:
+    """Items of the session still to run; None while the database cannot tell (a restart: keep waiting)."""
+    try:
+        return QueueItem.objects.filter(live_event__session_id=session_id, status__in=UNFINISHED).count()
+    except DB_ERRORS:
+        database_answers()  # drops the broken connection; the next count opens a new one
+        return None
 
 
 def _service_counts(session_id: int) -> dict[str, dict[str, int]]:
