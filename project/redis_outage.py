@@ -12,9 +12,12 @@ queue's retries: the queue gives an item ``MAX_ATTEMPTS`` (5) attempts, so sprea
 two minutes over them would leave each retry 30 s behind Redis' return, and the items
 would come back in the order of their retry timers, not their priority. Waiting in
 the attempt keeps the waiting items in the worker (the rest stay queued in priority
-order) and runs each one within the back-off's ceiling (2 s) of Redis' return. Only
-when the service's time budget is shorter than the wait does :func:`plan_for` spread
-the rest over the queue's retries (see there).
+order) and runs each one within the back-off's ceiling (2 s) of Redis' return. An
+attempt that waited in vain raises ``TransientError``: the item goes back through its
+queue and waits again, and fails only when its attempts are spent — after at least
+the whole wait, five times it with the default time budget. Only when the service's
+time budget is shorter than the wait does :func:`plan_for` spread the wait over the
+queue's retries (see there).
 """
 
 from __future__ import annotations

@@ -190,3 +190,25 @@ def test_the_compose_web_server_runs_threaded_workers_for_the_streams():
     command = compose["services"]["web"]["command"]
     assert command[command.index("--worker-class") + 1] == "gthread"
     assert int(command[command.index("--threads") + 1]) >= 8
+
+
+def test_a_page_that_opens_while_redis_is_away_gets_a_stream_not_an_error(overlay_stream, fast_heartbeat, settings):
+    """Nothing listens on port 9: the stream says so, keeps pinging and ends on time."""
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"
+    settings.OVERLAYS_SSE_MAX_SECONDS = 3
+    started = time.monotonic()
+    messages = [parse(m) for m in sse_events(None)]
+    assert time.monotonic() - started < 6
+    assert [m["event"] for m in messages[:2]] == ["hello", "unavailable"]
+    assert messages[1]["data"] == {"reason": "redis unavailable"}
+    assert {m["event"] for m in messages[2:]} == {"ping"}, "one ping per heartbeat while waiting"
+    assert len(messages) >= 3
+
+
+def test_the_endpoint_answers_200_while_redis_is_away(client, db, overlay_stream, fast_heartbeat, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"
+    settings.OVERLAYS_SSE_MAX_SECONDS = 2
+    response = client.get("/overlays/events/", HTTP_LAST_EVENT_ID="1795460707495-0")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content).decode()
+    assert "event: hello" in body and "event: unavailable" in body

@@ -86,7 +86,8 @@ class SSEListener(threading.Thread):
 
     def _read(self, response) -> None:
         fields: dict[str, str] = {}
-        for line in response.iter_lines(decode_unicode=True):
+        # chunk_size=1: the test server sends no chunked encoding, a bigger read would wait for more
+        for line in response.iter_lines(chunk_size=1, decode_unicode=True):
             if self.stopping.is_set():
                 return
             if line:
@@ -224,6 +225,63 @@ def test_it_shows_every_gift_card_across_a_redis_restart(vhost, overlays_only, o
     # queue behind them, eight cards of one second at a time.
     assert min(late_ms) <= 4000
     assert max(late_ms) <= 4000 + 1000 * (len(during) / overlays_only.concurrency + 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_card_outliving_its_wait_goes_back_through_the_queue_and_fails_only_after_its_attempts(
+    vhost, overlays_only, overlay_stream, live_server, settings
+):
+    """With a 2 s wait: a gift sent as Redis stops fails after five waits, one sent late is shown after it."""
+    from project.queue_system.processing import MAX_ATTEMPTS
+
+    settings.OVERLAYS_SSE_HEARTBEAT = 2
+    set_config("overlays_display_times", '{"GiftEvent": 1}')
+    session = live_session()
+    listener = SSEListener(f"{live_server.url}/overlays/events/")
+    listener.start()
+    with running_workers(vhost, ["overlays"], {"REDIS_OUTAGE_WAIT_SECONDS": "2"}) as workers:
+        wait_for(lambda: "hello" in listener.events, timeout=10, what="the SSE client")
+        with redis_stopped():
+            stopped = time.monotonic()
+            early = gift(session, "Rose", nickname="early")
+            EventDispatcher().dispatch(early)
+            # five attempts of 2 s, four retries 2 s apart: gone after ~18 s
+            wait_for(
+                lambda: QueueItem.objects.get(live_event=early).status == QueueItem.Status.FAILED,
+                timeout=40,
+                what="the early gift to fail",
+            )
+            failed_after = time.monotonic() - stopped
+            late = gift(session, "Lion", nickname="late")
+            EventDispatcher().dispatch(late)
+            wait_for(
+                lambda: QueueItem.objects.get(live_event=late).attempts >= 2,
+                timeout=20,
+                what="a retry of the late gift",
+            )
+        back_at = time.time()
+        try:
+            wait_for(lambda: f"event-{late.pk}" in listener.cards, timeout=30, what="the late gift's card")
+            wait_for(lambda: all_settled(overlays_only), timeout=30, what="the late gift to finish")
+        finally:
+            listener.stopping.set()
+        log = workers.log("overlays")
+
+    early_item = QueueItem.objects.get(live_event=early)
+    assert early_item.attempts == MAX_ATTEMPTS
+    assert early_item.error.startswith(
+        f"gave up after {MAX_ATTEMPTS} attempts: Redis unreachable for 2 s (overlay card): ConnectionError"
+    ), early_item.error
+    assert failed_after >= MAX_ATTEMPTS * 2 + (MAX_ATTEMPTS - 1) * 2 - 1, f"failed after {failed_after:.1f} s"
+    late_item = QueueItem.objects.get(live_event=late)
+    assert late_item.status == QueueItem.Status.COMPLETED and 2 <= late_item.attempts < MAX_ATTEMPTS
+    assert f"event-{early.pk}" not in listener.cards
+    assert "will be retried in 2.0s" in log
+    print(
+        f"wait 2 s: the early gift failed {failed_after:.1f} s into the outage after {early_item.attempts} attempts; "
+        f"the late gift's card arrived {listener.cards[f'event-{late.pk}'] - back_at:.1f} s "
+        f"after Redis was back, on attempt {late_item.attempts}"
+    )
 
 
 # --- LLM cooldown and avatar registry: waiting out a short outage -------------------------

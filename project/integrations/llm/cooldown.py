@@ -64,7 +64,7 @@ class ViewerCooldown:
                 log_extra={"service": self.service_slug, "event_id": event_id},
             )
         except RedisOutage as exc:
-            raise CooldownUnavailable(f"{exc}; the reply is retried", retry_after=retry_after) from None
+            raise CooldownUnavailable(str(exc), retry_after=retry_after) from None
         except redis.RedisError as exc:
             raise CooldownUnavailable(f"Redis failed the LLM reply cooldown: {type(exc).__name__}") from None
 

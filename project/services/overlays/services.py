@@ -56,7 +56,7 @@ class OverlaysService(BaseQueueService):
             )
         except RedisOutage as exc:
             # Redis restarting must not cost a gift its card: the queue tries again.
-            raise TransientError(f"{exc}; the card is retried", retry_after=plan.retry_after) from None
+            raise TransientError(str(exc), retry_after=plan.retry_after) from None
         self.logger.info(
             "card shown",
             extra={
