@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 import pytest
+from django.db import connection
 
 from project.queue_system.models import QueueItem
 from project.tiktok_events.models import LiveEvent, LiveSession
@@ -91,7 +92,7 @@ def test_a_rabbitmq_restart_with_the_capture_and_the_workers_running_loses_no_gi
     key = f"rec:{vhost.name}"
     with (
         running_workers(vhost, ["live-sync", "live-async"], extra_env={"TTE_TEST_RECORD_KEY": key}, discards=True),
-        simulated_live(seconds=30, likes=40, comments=10) as live,
+        simulated_live(seconds=30, likes=100, comments=50) as live,
     ):
         capture = CaptureProcess.start(vhost, live)
         try:
@@ -110,6 +111,7 @@ def test_a_rabbitmq_restart_with_the_capture_and_the_workers_running_loses_no_gi
         wait_for(lambda: all_settled(sync) and all_settled(async_), timeout=180, message="items left unsettled")
 
     assert run.returncode == 0, run.output[-5000:]
+    assert "RabbitMQ did not confirm" in run.output  # the capture did lose the broker mid-live
     assert stored_events(run) == sent, run.output[-3000:]
     items = QueueItem.objects.filter(live_event__session_id=run.session_id)
     statuses = Counter(items.values_list("event_type", "status"))
@@ -160,3 +162,62 @@ def test_a_capture_killed_while_postgresql_is_away_leaves_its_spill_file_to_the_
     items = QueueItem.objects.filter(live_event__session=session)
     assert not items.filter(dispatched_at__isnull=True).exists()
     assert run.events().filter(event_type="CommentEvent").count() == 1  # and the new live was captured meanwhile
+
+
+def test_a_run_that_ends_before_postgresql_is_back_keeps_what_it_received_for_the_next_start(vhost, seeded, tmp_path):
+    """In process: the pipeline itself, PostgreSQL stopped under it, then given up (as the run
+    does after 120 s): every event it held goes to disk, in order, and the next start stores them."""
+    import asyncio
+    import datetime as dt
+
+    from project.tiktok_events.capture.backlog import Backlog
+    from project.tiktok_events.capture.leftovers import store_leftovers
+    from project.tiktok_events.capture.normalize import CapturedEvent
+    from project.tiktok_events.capture.output import CaptureOutput
+    from project.tiktok_events.capture.pipeline import CapturePipeline
+    from project.tiktok_events.capture.writer import BatchWriter
+    from tests.queueing import make_session
+
+    session = make_session()
+    output = CaptureOutput(open("/dev/null", "w"))
+    msg_ids = [7_500_000_000_000_000_000 + n for n in range(30)]
+
+    def comment_event(msg_id: int) -> CapturedEvent:
+        return CapturedEvent(
+            "CommentEvent", msg_id, "42", "fan", "Fan", "Fan", {"comment": str(msg_id)}, dt.datetime.now(dt.UTC)
+        )
+
+    async def live_through_the_outage() -> int:
+        writer = BatchWriter(separate_process=False)
+        await writer.start()
+        pipeline = CapturePipeline(
+            output, writer, streak_timeout=1.0, backlog=Backlog(output, max_events=10, spill_dir=tmp_path)
+        )
+        pipeline.set_session(session.pk)
+        for msg_id in msg_ids[:5]:  # stored before the outage
+            pipeline.receive(comment_event(msg_id))
+        flusher = asyncio.create_task(pipeline.run())
+        while pipeline.stats.total_stored < 5:
+            await asyncio.sleep(0.05)
+        with postgres_stopped():
+            for msg_id in msg_ids[5:]:
+                pipeline.receive(comment_event(msg_id))
+            await asyncio.sleep(2)
+            await pipeline.close()
+            flusher.cancel()  # the run gives up on PostgreSQL
+            kept = pipeline.keep_unstored_on_disk()
+        await writer.close()
+        return kept
+
+    kept = asyncio.run(live_through_the_outage())
+    # postgres_stopped() closed the event loop's connections (asgiref keeps them per task),
+    # not this thread's, which died with the server.
+    connection.close()
+    assert kept == 25
+    assert [json.loads(line)["msg_id"] for line in spilled_lines(tmp_path)] == msg_ids[5:]
+
+    stored = asyncio.run(store_leftovers(output, tmp_path, streak_timeout=1.0))
+    assert stored == 25
+    assert list(session.events.order_by("id").values_list("msg_id", flat=True)) == msg_ids
+    assert list(tmp_path.iterdir()) == []
+    assert not QueueItem.objects.filter(live_event__session=session, dispatched_at__isnull=True).exists()

@@ -24,12 +24,12 @@ from django.conf import settings
 from project.env import env_int, env_str
 from project.tiktok_events.capture.normalize import CapturedEvent
 from project.tiktok_events.capture.output import CaptureOutput
-from project.tiktok_events.capture.spill import SpillFile, spill_path
+from project.tiktok_events.capture.spill import SpillFile, spill_path, write_leftover
 
 log = logging.getLogger("capture")
 
 # Read here rather than in settings.py so the capture's limits sit with the code they bound.
-DEFAULT_MAX_EVENTS = 50_000  # ≈ 3 minutes of a big live at 300 events/s; ≈ 150 MB of events held
+DEFAULT_MAX_EVENTS = 50_000  # ≈ 3 minutes of a big live at 300 events/s; ≈ 50-100 MB held (≈ 1 KB a like)
 
 
 def max_events_setting() -> int:
@@ -123,6 +123,18 @@ class Backlog:
         log.info("the spill file is stored; removed", extra={"file": str(spill.path), "events": spill.read_count})
         if not spill.adopted:
             self.output.line(f"✅ The {spill.read_count} events kept on disk are stored")
+
+    def keep_for_next_start(self, events: list[CapturedEvent], session_id: int) -> int:
+        """The run ends before PostgreSQL is back: ``events`` (held in memory, older than any
+        on disk) go to the head of the session's file, for the next capture (leftovers.py)."""
+        then: list[str] = []
+        if self.spill is not None:
+            then = self.spill.unread_lines()
+            self.spill.close()
+            self.spill = None
+        if events or then:
+            write_leftover(spill_path(self.spill_dir, session_id), events, then)
+        return len(events) + len(then)
 
     # -- how far behind ---------------------------------------------------------------------------
 

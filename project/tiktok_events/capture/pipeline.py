@@ -155,6 +155,8 @@ class CapturePipeline:
         self._wakeup.set()
 
     def _add_like_totals(self, captured: CapturedEvent) -> None:
+        if "user_total" in captured.event_data:
+            return  # counted by the run that received it (an event kept on disk at its end)
         count = int(captured.event_data.get("count", 0))
         key = captured.user_id or captured.user_unique_id
         self._like_totals[key] += count
@@ -219,6 +221,23 @@ class CapturePipeline:
                     return
                 continue
             await self._write(self._cut())
+
+    def keep_unstored_on_disk(self) -> int:
+        """For a run that ends before PostgreSQL is back (``run`` given up): every event not
+        stored goes to the spill file, in order, for the next start; how many are kept.
+
+        A row already stored whose later update (a streak's count) is lost is the one thing
+        not kept; a batch the writer was storing may commit after all: the next start finds
+        its messages already stored and keeps them once.
+        """
+        if self.session_id is None:
+            return 0
+        unstored = [row.event for row in self._writing + self._new if row.pk is None]
+        try:
+            return self.backlog.keep_for_next_start(unstored, self.session_id)
+        except OSError:
+            log.exception("could not keep the events not stored on disk", extra={"events": len(unstored)})
+            return 0
 
     def _read_back(self) -> None:
         """Spilled events back into memory, in order, while the backlog has room."""

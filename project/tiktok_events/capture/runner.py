@@ -241,7 +241,13 @@ class CaptureRunner:
         try:
             await asyncio.wait_for(flusher, timeout=120)
         except TimeoutError:
-            log.error("pending events could not be written in 120 s", extra={"pending": self.pipeline.pending})
+            # PostgreSQL is still away: what was received is kept on disk for the next start.
+            kept = self.pipeline.keep_unstored_on_disk()
+            log.error(
+                "pending events could not be written in 120 s; kept on disk for the next start",
+                extra={"pending": self.pipeline.pending, "kept_on_disk": kept},
+            )
+            self.output.warning(f"{kept} events could not be stored; they are kept on disk for the next capture.")
         if self.session is not None:
             await self._in_writer(store.end_session, self.session.pk, status, reason)
             self.output.finished(self.session.pk, self.pipeline.stats.total_stored, reason)

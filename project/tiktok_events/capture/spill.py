@@ -127,6 +127,23 @@ class SpillFile:
             self.read_count += 1
         return events
 
+    def unread_lines(self) -> list[str]:
+        """The whole lines not read back yet, as written."""
+        if self._writer is not None:
+            self._writer.flush()
+        with open(self.path, encoding="utf-8") as handle:
+            if self._reader is not None:
+                handle.seek(self._reader.tell())
+            return [line for line in handle if line.endswith("\n")]
+
+    def close(self) -> None:
+        """Stop using the file; it stays (and its lock goes) for the next capture."""
+        for handle in (self._writer, self._reader):
+            if handle is not None:
+                handle.close()
+        self._writer = self._reader = None
+        self._lock.close()
+
     def remove(self) -> None:
         """Everything in it is stored: the file goes."""
         for handle in (self._writer, self._reader):
@@ -135,6 +152,19 @@ class SpillFile:
         self._writer = self._reader = None
         self.path.unlink(missing_ok=True)
         self._lock.close()  # closing releases the lock
+
+
+def write_leftover(path: Path, events: list[CapturedEvent], then: list[str]) -> None:
+    """``events`` then the lines ``then``, as the session's spill file for the next capture
+    (written aside and renamed: a crash leaves the old file or the new one, never half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_suffix(".writing")
+    with open(aside, "w", encoding="utf-8") as handle:
+        handle.writelines(encode(event) + "\n" for event in events)
+        handle.writelines(then)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(aside, path)
 
 
 def leftover_files(directory: Path) -> list[tuple[int, Path]]:
