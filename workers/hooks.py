@@ -3,7 +3,8 @@
 - on_start of the service object before the first event, in the process that
   runs the tasks (the prefork child of a SYNC worker, the main process of an
   ASYNC thread-pool worker); on_stop on a clean shutdown;
-- the drain-ticket watchdog thread (``workers.watchdog``);
+- the drain-ticket watchdog thread (``workers.watchdog``), and the supervisor
+  watch (``workers.supervisor_watch``): a worker whose supervisor was killed shuts down;
 - before each task, Django's ``close_old_connections`` (the connection is
   otherwise reused between tasks: ``CELERY_DB_REUSE_MAX`` in celeryconfig);
 - an item whose process Celery's hard time limit killed is failed, not left processing;
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 from celery import signals
 from celery.events.dispatcher import EventDispatcher
 
 from project.celery import WORKER_SERVICES_ENV, app
 from workers.command import POOL_ENV, QUIET_TASKS_ENV
+from workers.supervisor_watch import watch_supervisor
 
 SLUGS = [s for s in os.environ.get(WORKER_SERVICES_ENV, "").split(",") if s]
 PREFORK = os.environ.get(POOL_ENV, "prefork") == "prefork"
@@ -114,6 +117,8 @@ def _ready(**_) -> None:
         runtime.start_services(SLUGS)
     _watchdog = DrainWatchdog(SLUGS)
     _watchdog.start()
+    # Killed outright, a supervisor leaves its workers behind: they shut down (warm) by themselves.
+    watch_supervisor(lambda: os.kill(os.getpid(), signal.SIGTERM))
 
 
 @signals.worker_shutdown.connect

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TextIO
 
 from workers.command import launcher_argv
+from workers.supervisor_watch import SUPERVISOR_PID_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 DISCARDS = "discard-accounting"
@@ -87,6 +88,8 @@ class WorkerSupervisor:
         self.stdout = stdout or sys.stdout
         self.discards = discards
         self.env = dict(os.environ if env is None else env)
+        # Each process leaves by itself if this one is killed outright (workers/supervisor_watch.py).
+        self.env[SUPERVISOR_PID_ENV] = str(os.getpid())
         self.node_suffix = node_suffix
         self.processes: dict[str, ManagedProcess] = {}
         self._write_lock = threading.Lock()

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from project.queue_system import queues
 from project.queue_system.broker import CONNECTION_ERRORS, BrokerError, close_quietly, open_connection
+from project.queue_system.infrastructure import InfrastructureFault, retry_database
 from project.queue_system.models import QueueItem
 from project.queue_system.task_messages import queue_item_id_of
 from project.queue_system.topology import declare_base
@@ -78,6 +79,11 @@ class DiscardAccountant:
                 logger.warning("discard consumer lost the broker; reconnecting", extra={"error": str(exc)})
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+            except InfrastructureFault as exc:
+                # PostgreSQL stayed away: closing the connection puts the unacked batch back in the queue.
+                logger.warning("discard consumer could not reach the database; retrying", extra={"error": str(exc)})
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
             finally:
                 close_quietly(connection)
 
@@ -112,7 +118,7 @@ class DiscardAccountant:
 
     def _flush(self, channel: amqp.Channel, pending: dict[int, str], last_tag: int) -> None:
         close_old_connections()
-        marked = mark_discarded(pending)
+        marked = retry_database(lambda: mark_discarded(pending), f"mark {len(pending)} dropped item(s) discarded", {})
         # Ack only after the rows are updated: a crash in between re-delivers the
         # batch, and marking twice changes nothing.
         channel.basic_ack(last_tag, multiple=True)

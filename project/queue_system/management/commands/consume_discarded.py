@@ -3,6 +3,7 @@ import signal
 from django.core.management.base import BaseCommand
 
 from project.queue_system.discards import DiscardAccountant
+from workers.supervisor_watch import watch_supervisor
 
 
 class Command(BaseCommand):
@@ -21,6 +22,7 @@ class Command(BaseCommand):
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: accountant.stop())
+        watch_supervisor(accountant.stop)  # killed outright, run_queue_workers leaves nobody behind
         self.stdout.write("🗑️  Discard accounting running (Ctrl+C to stop)")
         accountant.run()
         self.stdout.write(f"👋 Discard accounting stopped ({accountant.marked} item(s) marked discarded)")
