@@ -75,9 +75,7 @@ def test_it_waits_for_redis_then_asks_the_queue_for_a_retry(overlay_stream, sett
     settings.REDIS_OUTAGE_WAIT_SECONDS = 2
     service = OverlaysService(display_times={"GiftEvent": 1})
     started = time.monotonic()
-    with pytest.raises(
-        TransientError, match=r"^Redis unreachable for 2 s \(overlay card\): ConnectionError"
-    ) as raised:
+    with pytest.raises(TransientError, match=r"^Redis unreachable for 2 s \(overlay card\): ConnectionError") as raised:
         service.process_event(event, None)
     assert 2 <= time.monotonic() - started < 4
     assert raised.value.retry_after == 2
