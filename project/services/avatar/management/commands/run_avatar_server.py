@@ -40,15 +40,15 @@ class Command(BaseCommand):
                 "warning: livekit-client is not installed (node_modules); the pages cannot show the avatar's "
                 "video until ./scripts/setup runs npm install."
             )
-        registry = SessionRegistry()
         try:
-            registry.current()
+            # A start-up check only: it must not wait out an outage as a read during a live does.
+            SessionRegistry(outage_wait_seconds=0).current()
         except Exception as exc:
             self.stderr.write(
                 f"warning: Redis is not reachable ({type(exc).__name__}); the avatar service will not find "
                 "the sessions this server opens."
             )
-        asyncio.run(self._serve(create_app(settings, registry), options["host"], options["port"]))
+        asyncio.run(self._serve(create_app(settings, SessionRegistry()), options["host"], options["port"]))
 
     async def _serve(self, app: web.Application, host: str, port: int) -> None:
         runner = web.AppRunner(app, shutdown_timeout=15)
