@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
 
 from project.env import env_float
 
 logger = logging.getLogger("queue.infrastructure")
+T = TypeVar("T")
 
 # Raised by Django when PostgreSQL is unreachable, restarting, or dropped the connection.
 DB_ERRORS = (OperationalError, InterfaceError)
@@ -30,11 +33,21 @@ class InfrastructureFault(Exception):
     """The database or the broker failed around an item; its message must go back to the queue."""
 
 
-def database_answers() -> bool:
+def drop_connection() -> None:
+    """Close this thread's connection, dead or not: the next query opens a new one.
+
+    Django re-opens a thread's connection only between requests (or tasks); a
+    long-lived thread never sees one, so after a PostgreSQL restart its
+    connection would stay dead and fail every later query.
+    """
     try:
-        connection.close()  # a connection broken by a restart is dropped, not reused
-    except DB_ERRORS:
+        connection.close()
+    except Exception:  # noqa: S110 - a connection already broken may fail to close: it is gone either way
         pass
+
+
+def database_answers() -> bool:
+    drop_connection()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -55,22 +68,32 @@ def wait_for_database(limit: float | None = None) -> bool:
     return True
 
 
-def retry_database(call, what: str, extra: dict):
-    """Run ``call()`` until the database takes it (a handler's outcome must not be lost or re-run).
+def retry_database(
+    call: Callable[[], T], what: str, extra: dict | None = None, *, give_up_after: float | None = None
+) -> T:
+    """``call()`` until the database takes it, each try on a fresh connection, with back-off.
 
-    Retries with back-off while the database is away; after ``OUTAGE_WAIT``
-    seconds of failures it raises InfrastructureFault, and the message goes back
-    to the queue: the item then runs again (at least once, never lost).
+    For what must not be lost nor repeated while PostgreSQL restarts: a
+    handler's outcome, the capture's session rows, the marks of dispatched
+    items. After ``give_up_after`` seconds (default ``OUTAGE_WAIT``) of failures
+    it raises InfrastructureFault: a worker then puts the message back on its
+    queue (the item runs again: at least once, never lost), and the capture
+    reports the step it could not do.
     """
-    deadline = time.monotonic() + OUTAGE_WAIT
+    limit = OUTAGE_WAIT if give_up_after is None else give_up_after
+    started = time.monotonic()
     delay = 0.25
     while True:
         try:
             return call()
         except DB_ERRORS as exc:
-            if time.monotonic() >= deadline:
-                raise InfrastructureFault(f"could not {what}: {exc}") from exc
-            logger.warning(f"could not {what}; retrying in {delay:.2g}s", extra={**extra, "error": str(exc)})
+            drop_connection()
+            waited = time.monotonic() - started
+            if waited >= limit:
+                raise InfrastructureFault(f"could not {what} for {waited:.0f} s: {exc}") from exc
+            logger.warning(
+                f"could not {what}; retrying in {delay:.2g}s",
+                extra={**(extra or {}), "waited_s": round(waited, 1), "error": str(exc)[:200]},
+            )
             time.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)
-            database_answers()

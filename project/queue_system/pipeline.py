@@ -26,7 +26,6 @@ Batches are published in the order they were submitted.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import queue
@@ -34,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 
 from project.queue_system import publisher as publishing
 from project.queue_system import topology
@@ -48,6 +47,7 @@ from project.queue_system.dispatcher import (
     redispatch_pending,
 )
 from project.queue_system.drain import publish_ticket
+from project.queue_system.infrastructure import drop_connection, retry_database
 from project.queue_system.models import QueueItem
 from project.queue_system.publisher import ConfirmTimeout
 from project.queue_system.queues import arm_queue_name
@@ -64,7 +64,6 @@ WINDOW = 4
 POLL_SECONDS = 0.002
 # The marking thread retries a mark this long (a PostgreSQL restart), with these pauses.
 MARK_RETRY_SECONDS = 120.0
-MARK_RETRY_DELAYS = (0.5, 1, 2, 5)
 
 BROKER_ERRORS = (BrokerError, topology.TopologyError, *CONNECTION_ERRORS)
 
@@ -123,18 +122,11 @@ class ThreadWorker:
                     self._handle(job)
                 except Exception:
                     log.exception("%s failed", self._thread.name)
-                    _drop_connection()  # a dead connection would fail every later job
+                    drop_connection()  # a dead connection would fail every later job
                 finally:
                     self._queue.task_done()
         finally:
             connection.close()
-
-
-def _drop_connection() -> None:
-    """Close this thread's connection: after a PostgreSQL restart it is dead, and Django
-    re-opens a thread's connection only between requests, which these threads never see."""
-    with contextlib.suppress(Exception):
-        connection.close()
 
 
 def _mark(ids: list[int]) -> None:
@@ -143,23 +135,9 @@ def _mark(ids: list[int]) -> None:
     A mark given up (PostgreSQL gone for longer) leaves the items undispatched:
     redispatch_pending publishes them once more, harmless (a finished item never runs twice).
     """
-    started = time.monotonic()
-    attempt = 0
-    while True:
-        try:
-            mark_dispatched(ids)
-            return
-        except (OperationalError, InterfaceError) as exc:
-            _drop_connection()
-            waited = time.monotonic() - started
-            if waited >= MARK_RETRY_SECONDS:
-                raise
-            attempt += 1
-            log.warning(
-                "marking dispatched items failed; retrying on a new connection",
-                extra={"items": len(ids), "attempt": attempt, "waited_s": round(waited, 1), "error": str(exc)[:200]},
-            )
-            time.sleep(MARK_RETRY_DELAYS[min(attempt - 1, len(MARK_RETRY_DELAYS) - 1)])
+    retry_database(
+        lambda: mark_dispatched(ids), "mark dispatched items", {"items": len(ids)}, give_up_after=MARK_RETRY_SECONDS
+    )
 
 
 _STOP = object()
@@ -264,7 +242,7 @@ class DispatchPipeline:
                     self._broker_failed(exc)
                 except Exception as exc:
                     log.exception("dispatch pipeline failed; its unconfirmed items stay pending")
-                    _drop_connection()
+                    drop_connection()
                     self._give_up(list(self._in_flight.values()), f"{type(exc).__name__}: {exc}")
         finally:
             connection.close()
@@ -393,4 +371,4 @@ class DispatchPipeline:
             redispatch_pending(older_than=0, dispatcher=self.dispatcher)
         except Exception:
             log.exception("re-publishing the pending items failed; redispatch_pending will")
-            _drop_connection()
+            drop_connection()

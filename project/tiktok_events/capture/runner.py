@@ -24,15 +24,19 @@ from typing import Any
 
 from django.db import connection
 
+from project.queue_system.infrastructure import retry_database
 from project.tiktok_events.capture import store
 from project.tiktok_events.capture.client import build_client, explain, prepare_parsing, retry_after
-from project.tiktok_events.capture.database import with_reconnect
 from project.tiktok_events.capture.endpoints import CaptureAborted, TikTokEndpoints
 from project.tiktok_events.capture.leftovers import store_leftovers
 from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.capture.pipeline import CapturePipeline
 from project.tiktok_events.capture.writer import BatchWriter
 from project.tiktok_events.models import LiveSession
+
+# The session's own statements (create, room id, end) outlast a PostgreSQL restart
+# or fail-over; an operator who stops PostgreSQL for good sees the error after this.
+SESSION_RETRY_SECONDS = 300.0
 
 log = logging.getLogger("capture")
 
@@ -265,7 +269,10 @@ class CaptureRunner:
     async def _in_writer(self, fn, *args):
         # Session rows survive a PostgreSQL restart like the batches do: a new connection, again.
         return await asyncio.get_running_loop().run_in_executor(
-            self.writer, functools.partial(with_reconnect, fn, *args, what=fn.__name__)
+            self.writer,
+            functools.partial(
+                retry_database, functools.partial(fn, *args), fn.__name__, give_up_after=SESSION_RETRY_SECONDS
+            ),
         )
 
     async def _sleep(self, seconds: float) -> None:
