@@ -46,30 +46,25 @@ def env_bool(name: str, default: bool) -> bool:
     return parse_bool(name, raw)
 
 
-def env_int(name: str, default: int, minimum: int | None = None) -> int:
+def _env_number(name: str, default, minimum, cast, kind: str):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError as exc:
-        raise EnvError(f"{name}={raw!r} is not an integer") from exc
-    if minimum is not None and value < minimum:
-        raise EnvError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def env_float(name: str, default: float, minimum: float | None = None) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise EnvError(f"{name}={raw!r} is not a number") from exc
+        raise EnvError(f"{name}={raw!r} is not {kind}") from exc
     if minimum is not None and value < minimum:
         raise EnvError(f"{name}={value:g} must be at least {minimum:g}")
     return value
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    return _env_number(name, default, minimum, int, "an integer")
+
+
+def env_float(name: str, default: float, minimum: float | None = None) -> float:
+    return _env_number(name, default, minimum, float, "a number")
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -24,3 +24,32 @@ def overlay_stream(settings, monkeypatch):
         yield key
     finally:
         client.delete(key)
+
+
+@pytest.fixture
+def overlays_only(seeded):
+    """The seeded services, with only Overlays active (nothing else consumes in the test)."""
+    from project.queue_system.models import Service
+
+    Service.objects.exclude(slug="overlays").update(is_active=False)
+    return Service.objects.get(slug="overlays")
+
+
+@pytest.fixture
+def overlay_page(live_server, overlay_stream, settings):
+    """The overlay page in a real browser, connected to its event stream."""
+    from tests.browser import page_browser, wait_for
+
+    settings.OVERLAYS_SSE_HEARTBEAT = 2
+    browser = page_browser(1920, 1080)
+    try:
+        browser.driver.get(f"{live_server.url}/overlays/")
+        wait_for(lambda: browser.driver.execute_script("return window.overlays.connected()"), what="SSE")
+        yield browser
+    finally:
+        browser.quit()
+
+
+def page_history(driver) -> dict[str, dict]:
+    """The cards the overlay page has shown, by card id."""
+    return {e["id"]: e for e in driver.execute_script("return window.overlays.history()")}

@@ -8,37 +8,15 @@ import pytest
 
 from project.app_config.config import set_config
 from project.queue_system.dispatcher import EventDispatcher
-from project.queue_system.models import QueueItem, Service
+from project.queue_system.models import QueueItem
 from project.services.overlays.stream import id_millis, publisher
-from tests.browser import page_browser, transparent_screenshot, wait_for
+from tests.browser import transparent_screenshot, wait_for
 from tests.queueing import all_settled
 from tests.service_events import gift, live_event, live_session
+from tests.service_fixtures import page_history
 from tests.workers import running_workers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.browser]
-
-
-@pytest.fixture
-def overlays_only(seeded):
-    """The seeded services, with only Overlays active (nothing else consumes in these tests)."""
-    Service.objects.exclude(slug="overlays").update(is_active=False)
-    return Service.objects.get(slug="overlays")
-
-
-@pytest.fixture
-def overlay_page(live_server, overlay_stream, settings):
-    settings.OVERLAYS_SSE_HEARTBEAT = 2
-    browser = page_browser(1920, 1080)
-    try:
-        browser.driver.get(f"{live_server.url}/overlays/")
-        wait_for(lambda: browser.driver.execute_script("return window.overlays.connected()"), what="SSE")
-        yield browser
-    finally:
-        browser.quit()
-
-
-def history(driver) -> dict[str, dict]:
-    return {e["id"]: e for e in driver.execute_script("return window.overlays.history()")}
 
 
 def stream_ids(stream: str) -> dict[str, str]:
@@ -60,19 +38,19 @@ def test_it_shows_a_gift_from_the_queue_within_a_second_for_its_display_time(
         dispatched_ms = time.time() * 1000
         EventDispatcher().dispatch(event)
         card_id = f"event-{event.pk}"
-        wait_for(lambda: card_id in history(driver), timeout=10, interval=0.05, what="the card")
+        wait_for(lambda: card_id in page_history(driver), timeout=10, interval=0.05, what="the card")
         transparent_screenshot(overlay_page, "overlays-gift-through-queue.png")
         card = driver.find_element("css selector", f'[data-card-id="{card_id}"]')
         assert card.find_element("css selector", ".name").get_attribute("textContent") == "Lucía"
         assert card.find_element("css selector", ".text").get_attribute("textContent") == "sent Rose ×5"
-        shown = history(driver)[card_id]
+        shown = page_history(driver)[card_id]
         push_ms = shown["shownAt"] - id_millis(stream_ids(overlay_stream)[card_id])
         end_to_end_ms = shown["shownAt"] - dispatched_ms
         print(f"overlay latency: push→screen {push_ms:.0f} ms, dispatch→screen {end_to_end_ms:.0f} ms")
         assert push_ms <= 1000
         assert end_to_end_ms <= 1000, f"dispatch to screen took {end_to_end_ms:.0f} ms"
-        wait_for(lambda: history(driver)[card_id]["hiddenAt"], timeout=15, interval=0.05, what="the card to leave")
-        on_screen = history(driver)[card_id]["hiddenAt"] - shown["shownAt"]
+        wait_for(lambda: page_history(driver)[card_id]["hiddenAt"], timeout=15, interval=0.05, what="the card to leave")
+        on_screen = page_history(driver)[card_id]["hiddenAt"] - shown["shownAt"]
         assert 2900 <= on_screen <= 4000, f"on screen for {on_screen} ms instead of 3000"
         wait_for(lambda: all_settled(overlays_only), timeout=30, what="the item to complete")
     item = QueueItem.objects.get(live_event=event, service=overlays_only)
@@ -88,9 +66,11 @@ def test_it_never_covers_the_stream_with_more_cards_than_the_pool(vhost, overlay
     events = [live_event(session, "FollowEvent", f"follower {n}") for n in range(10)]
     with running_workers(vhost, ["overlays"]):
         EventDispatcher().dispatch_many(events)
-        wait_for(lambda: len(history(driver)) == 10, timeout=60, what="ten cards")
-        wait_for(lambda: all(e["hiddenAt"] for e in history(driver).values()), timeout=30, what="all cards to leave")
-    entries = list(history(driver).values())
+        wait_for(lambda: len(page_history(driver)) == 10, timeout=60, what="ten cards")
+        wait_for(
+            lambda: all(e["hiddenAt"] for e in page_history(driver).values()), timeout=30, what="all cards to leave"
+        )
+    entries = list(page_history(driver).values())
     moments = sorted(e["shownAt"] for e in entries)
     overlap = max(sum(1 for e in entries if e["shownAt"] <= t < e["hiddenAt"]) for t in moments)
     assert overlap == overlays_only.concurrency == 8

@@ -29,10 +29,11 @@ from project.queue_system.service_loader import load_service_class
 from project.redis_outage import RedisOutage
 from project.services.avatar.session_registry import LIVE_SESSION_KEY, SessionRegistry
 from project.tiktok_events.models import LiveEvent
-from tests.browser import page_browser, wait_for
+from tests.browser import wait_for
 from tests.faults.servers import redis_stopped
 from tests.queueing import all_settled
 from tests.service_events import gift, live_session
+from tests.service_fixtures import page_history
 from tests.workers import running_workers
 
 OUTAGE_SECONDS = 12
@@ -100,29 +101,6 @@ class SSEListener(threading.Thread):
             if fields.get("event") == "card":
                 self.cards.setdefault(json.loads(fields["data"])["id"], time.time())
             fields = {}
-
-
-@pytest.fixture
-def overlays_only(seeded):
-    """The seeded services, with only Overlays active (nothing else consumes in this test)."""
-    Service.objects.exclude(slug="overlays").update(is_active=False)
-    return Service.objects.get(slug="overlays")
-
-
-@pytest.fixture
-def overlay_page(live_server, overlay_stream, settings):
-    settings.OVERLAYS_SSE_HEARTBEAT = 2
-    browser = page_browser(1280, 720)
-    try:
-        browser.driver.get(f"{live_server.url}/overlays/")
-        wait_for(lambda: browser.driver.execute_script("return window.overlays.connected()"), what="SSE")
-        yield browser
-    finally:
-        browser.quit()
-
-
-def page_history(driver) -> dict[str, dict]:
-    return {e["id"]: e for e in driver.execute_script("return window.overlays.history()")}
 
 
 @pytest.mark.django_db(transaction=True)
