@@ -50,7 +50,6 @@ class DrainWatchdog(threading.Thread):
         self._was_idle = False
         self._last_count = -1
         self._checked_at: datetime | None = None
-        self.recovered = 0
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -100,7 +99,7 @@ class DrainWatchdog(threading.Thread):
             main_counts = counts.get(main)
             nothing_waiting = idle and main_counts is not None and main_counts[0] == 0 and main_counts[1] <= 1
             if nothing_waiting and idle_since is not None:
-                self.recovered += recover_idle(topology, counts, before=idle_since)
+                recover_idle(topology, counts, before=idle_since)
             for event_type in topology.discardable_types:
                 waiting = counts.get(queues.discardable_queue_name(topology.slug, event_type))
                 tokens = counts.get(queues.arm_queue_name(topology.slug, event_type))

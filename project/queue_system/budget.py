@@ -138,12 +138,6 @@ def settle(exc: TimedOut, *, sync: bool, pool_size: int, label: str = "") -> boo
     return False
 
 
-def abandoned() -> int:
-    """Handler threads of this process that outlived their timeout and are still running."""
-    with _abandoned_lock:
-        return sum(1 for t in _abandoned if t.is_alive())
-
-
 def _exit_process() -> None:
     """A SYNC worker's child with a stuck handler: stop its services (bounded), then exit."""
     from project.queue_system import runtime

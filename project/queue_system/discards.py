@@ -75,13 +75,12 @@ class DiscardAccountant:
                 connection = open_connection()
                 backoff = 1.0
                 self._consume(connection)
-            except (BrokerError, *CONNECTION_ERRORS) as exc:
-                logger.warning("discard consumer lost the broker; reconnecting", extra={"error": str(exc)})
-                self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-            except InfrastructureFault as exc:
-                # PostgreSQL stayed away: closing the connection puts the unacked batch back in the queue.
-                logger.warning("discard consumer could not reach the database; retrying", extra={"error": str(exc)})
+            except (BrokerError, *CONNECTION_ERRORS, InfrastructureFault) as exc:
+                # PostgreSQL staying away (InfrastructureFault) ends up here too: closing the
+                # connection puts the unacked batch back in the queue.
+                logger.warning(
+                    "discard consumer lost the broker or the database; reconnecting", extra={"error": str(exc)}
+                )
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
             finally:

@@ -62,7 +62,7 @@ MAX_WAITING_BATCHES = 2
 WINDOW = 4
 # How long one read of the confirm stream lasts before the thread looks for a new batch.
 POLL_SECONDS = 0.002
-# The marking thread retries a mark this long (a PostgreSQL restart), with these pauses.
+# How long the marking thread retries a mark while PostgreSQL is away (a restart).
 MARK_RETRY_SECONDS = 120.0
 
 BROKER_ERRORS = (BrokerError, topology.TopologyError, *CONNECTION_ERRORS)

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from project.queue_system import queues
 from project.queue_system.models import QueueItem
+from project.queue_system.sql import array_literal
 
 logger = logging.getLogger("queue.recovery")
 
@@ -51,8 +52,6 @@ RETURNING id
 
 def reset_orphans(service_id: int, *, before: datetime, discardable_types: list[str]) -> list[int]:
     """Make the orphans of one service undispatched again; their ids."""
-    from project.queue_system.sql import array_literal
-
     params = {
         "pending": Status.PENDING,
         "processing": Status.PROCESSING,

@@ -13,7 +13,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
 
-from project.queue_system.infrastructure import DB_ERRORS, database_answers, retry_database
+from project.queue_system.infrastructure import DB_ERRORS, drop_connection, retry_database
 from project.queue_system.models import QueueItem
 from project.tiktok_events.capture import store
 from project.tiktok_events.capture.endpoints import CaptureAborted
@@ -204,7 +204,7 @@ def _unfinished(session_id: int) -> int | None:
     try:
         return QueueItem.objects.filter(live_event__session_id=session_id, status__in=UNFINISHED).count()
     except DB_ERRORS:
-        database_answers()  # drops the broken connection; the next count opens a new one
+        drop_connection()  # the next count opens a new one
         return None
 
 
