@@ -15,6 +15,12 @@ without the cost that made parsing the capture's bottleneck.
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
 from TikTokLive import TikTokLiveClient
 from TikTokLive.client.errors import (
     SignAPIError,
@@ -36,13 +42,16 @@ from TikTokLive.events.custom_events import (
     SuperFanBoxEvent,
     SuperFanEvent,
     SuperFanJoinEvent,
-    UnknownEvent,
     WebsocketResponseEvent,
 )
+from TikTokLive.events.proto_events import ProtoEvent
 from TikTokLive.proto import ProtoMessageFetchResult, WebcastPushFrame
+from websockets.legacy.client import WebSocketClientProtocol
 
 from project.tiktok_events.capture import proto_validation
 from project.tiktok_events.capture.endpoints import TikTokEndpoints
+
+log = logging.getLogger("capture")
 
 # Every event class TikTokLive can emit about the live (its proto events plus the
 # custom ones it derives from them).
@@ -79,7 +88,73 @@ def prepare_parsing() -> int:
     )
 
 
-def build_client(username: str, endpoints: TikTokEndpoints, pipeline, on_connect=None) -> TikTokLiveClient:
+class CaptureClient(TikTokLiveClient):
+    """TikTokLiveClient with the listeners the capture needs beside its events.
+
+    Each is an attribute, None when unused:
+
+    - ``message_listener(message)``: every ``BaseProtoMessage`` of a fetch result, before
+      the events parsed from it are emitted (its ``is_history`` flag, its method);
+    - ``raw_listener(message, reason)``: a message no event comes out of, ``reason``
+      ``"unknown"`` (a method TikTokLive has no class for) or ``"unparsed"`` (its payload
+      could not be parsed; the library logs the error and emits nothing else);
+    - ``first_fetch_listener(result)``: the sign server's first ``ProtoMessageFetchResult``,
+      once the WebSocket to the push server is open;
+    - ``frame_listener(data, arrival)``: every WebSocket message exactly as received
+      (``arrival``: ``time.time()``), push frames and heartbeats alike.
+
+    Only TikTokLive's own extension points are used: the per-message parse step is
+    wrapped (same arguments, same result), and the WebSocket protocol class is chosen
+    through ``ws_kwargs["create_protocol"]``, which the library hands to ``websockets``.
+    """
+
+    def __init__(self, *args: Any, ws_kwargs: dict | None = None, **kwargs: Any) -> None:
+        ws_kwargs = {**(ws_kwargs or {}), "create_protocol": functools.partial(_TappedProtocol, tap=self._tap)}
+        super().__init__(*args, ws_kwargs=ws_kwargs, **kwargs)
+        self.message_listener: Callable[[Any], None] | None = None
+        self.raw_listener: Callable[[Any, str], None] | None = None
+        self.first_fetch_listener: Callable[[ProtoMessageFetchResult], None] | None = None
+        self.frame_listener: Callable[[bytes, float], None] | None = None
+
+    def _tap(self, data: bytes | str) -> None:
+        if self.frame_listener is not None:
+            self.frame_listener(data if isinstance(data, bytes) else data.encode(), time.time())
+
+    async def _ws_client_loop(self, initial_webcast_response: ProtoMessageFetchResult, *args: Any, **kwargs: Any):
+        if self.first_fetch_listener is not None:
+            self.first_fetch_listener(initial_webcast_response)
+        return await super()._ws_client_loop(initial_webcast_response, *args, **kwargs)
+
+    async def _parse_webcast_response_message(self, webcast_response, webcast_response_message):
+        message = webcast_response_message
+        if message is not None and self.message_listener is not None:
+            self.message_listener(message)
+        events = await super()._parse_webcast_response_message(webcast_response, webcast_response_message)
+        if message is not None and self.raw_listener is not None:
+            if message.method not in EVENT_MAPPINGS:
+                self.raw_listener(message, "unknown")
+            elif not any(isinstance(event, ProtoEvent) for event in events):
+                self.raw_listener(message, "unparsed")
+        return events
+
+
+class _TappedProtocol(WebSocketClientProtocol):
+    """The WebSocket protocol of ``websockets``, handing every received message to ``tap`` too."""
+
+    def __init__(self, *args: Any, tap: Callable[[bytes | str], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._capture_tap = tap
+
+    async def recv(self) -> bytes | str:
+        data = await super().recv()
+        try:
+            self._capture_tap(data)
+        except Exception:  # a listener's bug must not close the live's socket
+            log.exception("a frame listener failed")
+        return data
+
+
+def build_client(username: str, endpoints: TikTokEndpoints, pipeline, on_connect=None) -> CaptureClient:
     """A client for ``username`` whose every live event goes to ``pipeline.on_event``."""
     proto_validation.install()
     if endpoints.app_url:
@@ -87,7 +162,7 @@ def build_client(username: str, endpoints: TikTokEndpoints, pipeline, on_connect
     if endpoints.webcast_url:
         WebDefaults.tiktok_webcast_url = endpoints.webcast_url.rstrip("/")
     signer_kwargs = {"sign_api_base": endpoints.sign_url.rstrip("/")} if endpoints.sign_url else {}
-    client = TikTokLiveClient(
+    client = CaptureClient(
         unique_id=username,
         web_kwargs={"signer_kwargs": signer_kwargs},
         # A short close handshake: a silent socket is closed by the watchdog, and
@@ -97,7 +172,8 @@ def build_client(username: str, endpoints: TikTokEndpoints, pipeline, on_connect
     for event_class in LIVE_EVENT_CLASSES:
         client.add_listener(event_class, pipeline.on_event)
     client.add_listener(WebsocketResponseEvent, pipeline.on_frame)
-    client.add_listener(UnknownEvent, pipeline.on_unknown)
+    client.message_listener = pipeline.on_message
+    client.raw_listener = pipeline.on_raw
     if on_connect is not None:
         client.add_listener(ConnectEvent, on_connect)
     client.add_listener(DisconnectEvent, lambda event: None)

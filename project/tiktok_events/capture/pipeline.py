@@ -70,6 +70,7 @@ class CapturePipeline:
         self.last_activity = time.monotonic()
         self._seen = RecentIds(DEDUP_WINDOW)
         self._frame_sent_ms: int | None = None
+        self._history = False  # the message being parsed is TikTok's history (sent on connect)
         self._new: list[EventRow] = []
         self._updated: dict[int, EventRow] = {}
         self._dispatch: list[EventRow] = []
@@ -100,10 +101,18 @@ class CapturePipeline:
         now_ms = getattr(getattr(event, "raw", None), "now", 0)
         self._frame_sent_ms = int(now_ms) if now_ms else None
 
-    def on_unknown(self, event: Any) -> None:
-        """UnknownEvent: a message type TikTokLive has no class for; nothing to store."""
-        self.stats.unknown += 1
-        log.info("skipped a TikTok message of a type TikTokLive does not know")
+    def on_message(self, message: Any) -> None:
+        """CaptureClient.message_listener: a message, before the events parsed from it."""
+        self._history = bool(getattr(message, "is_history", False))
+
+    def on_raw(self, message: Any, reason: str) -> None:
+        """CaptureClient.raw_listener: a message no event came out of ("unknown" or "unparsed")."""
+        self.last_activity = time.monotonic()
+        if reason == "unknown":
+            self.stats.unknown += 1
+        else:
+            self.stats.unreadable += 1
+        log.info("a TikTok message gave no event", extra={"method": message.method, "reason": reason})
 
     def on_event(self, event: Any) -> None:
         self.last_activity = time.monotonic()

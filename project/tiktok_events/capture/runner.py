@@ -53,6 +53,7 @@ class CaptureOptions:
     first_connect_attempts: int = 5
     duration: float | None = None
     writer_process: bool = True  # write batches from a separate process (two cores instead of one)
+    record_path: str | None = None  # --record: every frame as received, for --simulate FILE
 
 
 @dataclass
@@ -84,6 +85,12 @@ class CaptureRunner:
         self._stop_reason = ""
         self._client = None
         self._leftovers: asyncio.Task | None = None
+        self.frames_received = 0  # WebSocket messages of the current connection
+        self.recorder = None
+        if options.record_path:
+            from project.tiktok_events.capture.recording import Recorder
+
+            self.recorder = Recorder(options.record_path, username=options.username)
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -135,6 +142,9 @@ class CaptureRunner:
         while not self._stop.is_set():
             if self._client is None:
                 self._client = build_client(self.options.username, self.options.endpoints, self.pipeline)
+                self._client.frame_listener = self._on_frame
+                if self.recorder is not None:
+                    self._client.first_fetch_listener = self.recorder.first_fetch
             try:
                 await self._client.start(fetch_live_check=True)
             except Exception as exc:
@@ -261,8 +271,16 @@ class CaptureRunner:
             except TimeoutError:
                 log.error("a leftover spill file could not be stored in 120 s; it stays for the next start")
         await self.batch_writer.close()
+        if self.recorder is not None:
+            self.recorder.close()
+            self.output.line(f"⏺️  Recorded {self.recorder.frames} frames to {self.recorder.path}")
         await self._in_writer(_close_database_connection)
         self.writer.shutdown(wait=True)
+
+    def _on_frame(self, data: bytes, arrival: float) -> None:
+        self.frames_received += 1
+        if self.recorder is not None:
+            self.recorder.frame(data, arrival)
 
     # -- helpers ----------------------------------------------------------------------------------
 

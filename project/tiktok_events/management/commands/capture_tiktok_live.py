@@ -32,6 +32,11 @@ def add_capture_arguments(parser: CommandParser) -> None:
         help="capture from the local TikTok simulator: demo, flood, streaks, disconnect, weird-names, malformed, "
         "live-end, offline, not-found, rate-limit, or a scenario .json file",
     )
+    parser.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write every frame TikTok sends, as received, to FILE; play it back with --simulate FILE",
+    )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--streak-timeout", type=float, default=10.0, help="close a gift streak silent this long (s)")
     parser.add_argument("--silence-timeout", type=float, default=60.0, help="reconnect a socket silent this long (s)")
@@ -66,6 +71,7 @@ def capture_options(options: dict, endpoints: TikTokEndpoints, username: str) ->
         streak_timeout=options["streak_timeout"],
         silence_timeout=options["silence_timeout"],
         duration=options["duration"],
+        record_path=options["record"],
     )
 
 
