@@ -5,8 +5,8 @@
     python scripts/tiktok_simulator.py --scenario-file my_live.json --port 8765
 
 Scenarios: demo, flood, steady, streaks, disconnect, weird-names, malformed,
-live-end, offline, not-found, rate-limit (see scripts/tiktok_sim/scenarios.py for the
-JSON step format of --scenario-file).
+live-end, offline, not-found, rate-limit, offline-then-live, blocked, rate-limit-long
+(see scripts/tiktok_sim/scenarios.py for the JSON step format of --scenario-file).
 
 When ready it prints ONE JSON line on stdout with the URLs to configure, e.g.
 ``{"event": "ready", "app_url": "http://127.0.0.1:41234", "webcast_url":

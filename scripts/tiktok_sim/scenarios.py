@@ -31,6 +31,14 @@ Transport steps::
     {"type": "stall", "seconds": 40}  socket open, nothing sent (the watchdog case)
     {"type": "garbage"}            a WebSocket message that is not a push frame
     {"type": "bad_payload"}        a "msg" push frame whose gzip payload is corrupt
+    {"type": "offline", "seconds": 5}  the streamer's connection drops and the live reads offline
+                                   for 5 s, then live again (a reconnect's grace period)
+
+A JSON object may also set how TikTok and the sign server treat the capture:
+``"offline_for": 10`` (the live starts 10 s after the simulator), ``"blocked_sockets": 2``
+(the first two WebSocket upgrades are refused with TikTok's DEVICE_BLOCKED answer; -1 for
+every one), ``"rate_limited_fetches": 2`` with ``"retry_after": 20`` (the sign server answers
+429 twice, with ``Retry-After: 20``).
 
 Consecutive message steps are packed into frames of up to ``frame_size``
 messages, ``interval`` seconds apart, like TikTok batches them.
@@ -60,7 +68,7 @@ MESSAGE_TYPES = {
     "truncated",
     "end",
 }
-TRANSPORT_TYPES = {"wait", "frame", "drop", "stall", "garbage", "bad_payload"}
+TRANSPORT_TYPES = {"wait", "frame", "drop", "stall", "garbage", "bad_payload", "offline"}
 
 
 @dataclass
@@ -78,8 +86,13 @@ class Scenario:
     name: str
     actions: Sequence[Action]
     loop: bool = False
-    mode: str = "live"  # live | offline | not-found | rate-limit
+    mode: str = "live"  # live | offline | not-found
     prebuild: bool = False  # serialize every frame before accepting connections (flood)
+    # What real TikTok and its sign server do to a capture (JSON keys of the same names):
+    offline_for: float = 0.0  # the streamer goes live this many seconds after the simulator starts
+    blocked_sockets: int = 0  # this many WebSocket upgrades are refused (DEVICE_BLOCKED); -1 = every one
+    rate_limited_fetches: int = 0  # this many sign requests are answered 429 ...
+    retry_after: int | None = None  # ... with this Retry-After (None: RateLimit-Reset in 1 s, no Retry-After)
 
 
 class ScenarioError(ValueError):
@@ -139,18 +152,28 @@ def _streak_actions(step: dict[str, Any]) -> list[Action]:
     return actions
 
 
+SERVER_OPTIONS = {"offline_for": float, "blocked_sockets": int, "rate_limited_fetches": int, "retry_after": int}
+
+
 def load_file(path: str | Path) -> Scenario:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if isinstance(data, list):
         return compile_steps(Path(path).stem, data)
     if isinstance(data, dict) and isinstance(data.get("steps"), list):
-        return compile_steps(
+        scenario = compile_steps(
             str(data.get("name", Path(path).stem)),
             data["steps"],
             frame_size=int(data.get("frame_size", 8)),
             interval=float(data.get("interval", 0.02)),
             loop=bool(data.get("loop", False)),
         )
+        for key, cast in SERVER_OPTIONS.items():
+            if key in data:
+                try:
+                    setattr(scenario, key, cast(data[key]))
+                except (TypeError, ValueError):
+                    raise ScenarioError(f"{path}: {key} must be a number, got {data[key]!r}") from None
+        return scenario
     raise ScenarioError(f"{path}: expected a list of steps or an object with 'steps'")
 
 
@@ -365,9 +388,13 @@ def live_end() -> Scenario:
     return compile_steps("live-end", steps)
 
 
-def _named(mode: str) -> Scenario:
+def _named(mode: str, **server_options) -> Scenario:
     scenario = live_end()
-    scenario.name, scenario.mode = mode, mode
+    scenario.name = mode
+    if mode in ("offline", "not-found"):
+        scenario.mode = mode
+    for key, value in server_options.items():
+        setattr(scenario, key, value)
     return scenario
 
 
@@ -382,5 +409,9 @@ BUILT_IN = {
     "live-end": live_end,
     "offline": lambda: _named("offline"),
     "not-found": lambda: _named("not-found"),
-    "rate-limit": lambda: _named("rate-limit"),
+    "rate-limit": lambda: _named("rate-limit", rate_limited_fetches=2),
+    # What a real live does to a capture (issue 18):
+    "offline-then-live": lambda: _named("offline-then-live", offline_for=10.0),
+    "blocked": lambda: _named("blocked", blocked_sockets=-1),
+    "rate-limit-long": lambda: _named("rate-limit-long", rate_limited_fetches=2, retry_after=20),
 }

@@ -45,7 +45,6 @@ class LiveRoom:
         *,
         room_id: int,
         ping_interval: float,
-        rate_limited_fetches: int = 2,
         sent_log: TextIO | None = None,
     ):
         self.scenario = scenario
@@ -60,7 +59,13 @@ class LiveRoom:
         self.sent_ids: set[int] = set()
         self.sent_by_method: collections.Counter[str] = collections.Counter()
         self.counters: collections.Counter[str] = collections.Counter()
-        self.rate_limited_left = rate_limited_fetches if scenario.mode == "rate-limit" else 0
+        self.rate_limited_left = scenario.rate_limited_fetches
+        self.blocked_left = scenario.blocked_sockets
+        self.live_at = time.monotonic() + scenario.offline_for  # offline-then-live: the live starts then
+        self.offline_until = 0.0  # an "offline" step: the live reads offline until then
+        self.sign_request_times: list[float] = []
+        self.sign_api_keys: set[str] = set()  # the last 4 characters of each X-Api-Key seen
+        self.session_ids: set[str] = set()  # the last 4 characters of each session id seen
         self.route_token = ""
         self.log_ids = iter(range(1, 1 << 62))
         self.prebuilt: dict[int, tuple[list[BaseProtoMessage], bytes]] = {}
@@ -74,7 +79,9 @@ class LiveRoom:
 
     @property
     def is_live(self) -> bool:
-        return self.scenario.mode not in ("offline", "not-found") and not self.ended
+        if self.scenario.mode in ("offline", "not-found") or self.ended:
+            return False
+        return time.monotonic() >= max(self.live_at, self.offline_until)
 
     def prebuild(self) -> None:
         """Serialize every frame up front, so sending a flood costs no serialization."""
@@ -103,6 +110,9 @@ class LiveRoom:
             "actions": len(self.scenario.actions),
             "unique_messages_sent": len(self.sent_ids),
             "sent_by_method": dict(self.sent_by_method),
+            "sign_request_times": self.sign_request_times,
+            "sign_api_keys": sorted(self.sign_api_keys),
+            "session_ids": sorted(self.session_ids),
             **dict(self.counters),
         }
 
@@ -169,14 +179,15 @@ async def check_alive(request: web.Request) -> web.Response:
 async def sign_fetch(request: web.Request) -> web.Response:
     room: LiveRoom = request.app["room"]
     room.counters["sign_requests"] += 1
+    room.sign_request_times.append(time.time())
+    if request.headers.get("X-Api-Key"):
+        room.sign_api_keys.add(request.headers["X-Api-Key"][-4:])
+    if request.query.get("session_id"):
+        room.session_ids.add(request.query["session_id"][-4:])
     if room.rate_limited_left > 0:
         room.rate_limited_left -= 1
         room.counters["rate_limited"] += 1
-        return web.json_response(
-            {"code": 429, "message": "Too many connections (simulated sign-server limit)", "limit_label": "sim"},
-            status=429,
-            headers={"RateLimit-Remaining": "1", "RateLimit-Reset": str(int(time.time()) + 1)},
-        )
+        return _rate_limited(room)
     if request.query.get("room_id") != str(room.room_id):
         return web.json_response({"code": 400, "message": "unknown room_id"}, status=400)
     room.route_token = secrets.token_hex(8)
@@ -204,8 +215,26 @@ async def sign_fetch(request: web.Request) -> web.Response:
     )
 
 
+def _rate_limited(room: LiveRoom) -> web.Response:
+    """A 429 as the sign server sends it: RateLimit-Remaining is a count (0 once the limit is hit)."""
+    headers = {"RateLimit-Limit": "5", "RateLimit-Remaining": "0"}
+    if room.scenario.retry_after is not None:
+        headers["Retry-After"] = str(room.scenario.retry_after)
+    else:
+        headers["RateLimit-Reset"] = str(int(time.time()) + 1)
+    body = {"code": 429, "message": "Too many connections (simulated sign-server limit)", "limit_label": "sim"}
+    return web.json_response(body, status=429, headers=headers)
+
+
 async def push_socket(request: web.Request) -> web.StreamResponse:
     room: LiveRoom = request.app["room"]
+    if room.blocked_left != 0:
+        # TikTok's refusal: no upgrade, a 200 with the reason in its headers.
+        room.blocked_left -= 1 if room.blocked_left > 0 else 0
+        room.counters["blocked_sockets"] += 1
+        return web.Response(status=200, headers={"Handshake-Msg": "DEVICE_BLOCKED", "Handshake-Status": "415"})
+    if request.cookies.get("sessionid"):
+        room.session_ids.add(request.cookies["sessionid"][-4:])
     if request.query.get("wrss") != room.route_token or request.query.get("room_id") != str(room.room_id):
         room.counters["rejected_sockets"] += 1
         return web.Response(status=400, headers={"Handshake-Msg": "invalid route params (simulated)"})
@@ -305,6 +334,12 @@ async def _perform(
     elif action.kind == "drop":
         room.counters["drops"] += 1
         # An abrupt loss (no close frame), like a dropped mobile connection.
+        if request.transport is not None:
+            request.transport.abort()
+        await asyncio.sleep(3600)
+    elif action.kind == "offline":
+        room.counters["offline_steps"] += 1
+        room.offline_until = time.monotonic() + action.seconds
         if request.transport is not None:
             request.transport.abort()
         await asyncio.sleep(3600)
