@@ -3,10 +3,13 @@
 
     python scripts/tiktok_simulator.py --scenario demo --port 0
     python scripts/tiktok_simulator.py --scenario-file my_live.json --port 8765
+    python scripts/tiktok_simulator.py --replay last_night.ttlive --speed 2
 
 Scenarios: demo, flood, steady, streaks, disconnect, weird-names, malformed,
 live-end, offline, not-found, rate-limit, offline-then-live, blocked, rate-limit-long
 (see scripts/tiktok_sim/scenarios.py for the JSON step format of --scenario-file).
+--replay plays a recording made with ``manage.py capture_tiktok_live --record FILE``
+(see scripts/tiktok_sim/replay.py).
 
 When ready it prints ONE JSON line on stdout with the URLs to configure, e.g.
 ``{"event": "ready", "app_url": "http://127.0.0.1:41234", "webcast_url":
@@ -28,6 +31,7 @@ import signal
 import sys
 
 from aiohttp import web
+from tiktok_sim.replay import ReplayError, load_replay
 from tiktok_sim.scenarios import BUILT_IN, ScenarioError, flood, load_file, steady
 from tiktok_sim.server import LiveRoom, build_app
 
@@ -37,6 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--scenario", choices=sorted(BUILT_IN), default="demo")
     source.add_argument("--scenario-file", help="JSON list of steps (see scripts/tiktok_sim/scenarios.py)")
+    source.add_argument("--replay", metavar="FILE", help="play a recording (capture_tiktok_live --record FILE)")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="with --replay: recorded gaps divided by this (0: no waiting)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed in the ready line)")
     parser.add_argument("--ping-interval", type=float, default=5.0, help="heartbeat interval offered to the client")
@@ -55,7 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    if args.scenario_file:
+    if args.replay:
+        scenario = load_replay(args.replay, args.speed)
+    elif args.scenario_file:
         scenario = load_file(args.scenario_file)
     elif args.scenario == "flood":
         scenario = flood(args.flood_seconds, args.flood_likes, args.flood_comments)
@@ -115,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         asyncio.run(serve(args))
+    except ReplayError as exc:
+        print(f"simulator: {exc}", file=sys.stderr)
+        return 2
     except ScenarioError as exc:
         print(f"simulator: bad scenario: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from aiohttp import WSMsgType, web
 from TikTokLive.proto import BaseProtoMessage, ProtoMessageFetchResult, PushHeader, WebcastPushFrame
 
 from .messages import MessageFactory
+from .replay import RecordedFrame, ReplayScenario, decode_recorded, end_message_needed, take_first_messages
 from .scenarios import Action, Scenario
 
 log = logging.getLogger("tiktok_sim")
@@ -197,7 +198,7 @@ async def sign_fetch(request: web.Request) -> web.Response:
     ]
     room.counters["history_replayed"] += len(replay)
     first = ProtoMessageFetchResult(
-        messages=replay,
+        messages=take_first_messages(room.scenario) or replay,
         cursor=f"t-{int(time.time() * 1000)}_r-1_d-1_u-1_h-1",
         fetch_interval=1000,
         now=int(time.time() * 1000),
@@ -343,6 +344,11 @@ async def _perform(
         if request.transport is not None:
             request.transport.abort()
         await asyncio.sleep(3600)
+    elif action.kind == "recorded":
+        await _send_recorded(action, ws, room, gzip_frames)
+    elif action.kind == "replay_end":
+        if end_message_needed(room.scenario):
+            await _send_frame(Action("frame", specs=[{"type": "end"}]), -1, ws, room, gzip_frames)
     elif action.kind == "garbage":
         room.counters["garbage_sent"] += 1
         await ws.send_bytes(b"\xff\xfe\x00garbage, not a WebcastPushFrame\x0a\x05abc")
@@ -375,6 +381,19 @@ async def _send_frame(action: Action, index: int, ws: web.WebSocketResponse, roo
                 for message, spec in zip(messages, action.specs, strict=True)
             )
         )
+
+
+async def _send_recorded(action: Action, ws: web.WebSocketResponse, room: LiveRoom, gzip_frames: bool) -> None:
+    """A frame of a recording (``--replay``): its messages again, or its bytes as they were."""
+    assert isinstance(action, RecordedFrame) and isinstance(room.scenario, ReplayScenario)
+    decoded = decode_recorded(room.scenario, action)
+    if decoded is None:
+        room.counters["heartbeats_not_replayed"] += 1
+    elif isinstance(decoded, bytes):
+        room.counters["replayed_as_recorded"] += 1
+        await ws.send_bytes(decoded)
+    else:
+        await _send_messages(*decoded, ws, room, gzip_frames)
 
 
 async def _send_messages(

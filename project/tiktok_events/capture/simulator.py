@@ -5,6 +5,7 @@ imports it. ``--simulate`` starts it as a separate process, reads the URLs it
 prints when ready and hands them to the client as ordinary endpoint settings —
 the same path as pointing TIKTOK_APP_URL / TIKTOK_WEBCAST_URL /
 TIKTOK_SIGN_URL at any other server. The process is stopped on exit.
+A recording (``--record FILE``, see ``recording``) is played with ``--replay``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from project.tiktok_events.capture import recording
 from project.tiktok_events.capture.endpoints import TikTokEndpoints
 
 SIMULATOR = Path(settings.BASE_DIR) / "scripts" / "tiktok_simulator.py"
@@ -31,7 +33,12 @@ class SimulatorError(RuntimeError):
 
 
 def simulator_command(scenario: str, extra: list[str] | None = None) -> list[str]:
-    source = ["--scenario-file", scenario] if scenario.endswith(".json") else ["--scenario", scenario]
+    if scenario.endswith(recording.EXTENSION) or recording.is_recording(scenario):
+        source = ["--replay", scenario]  # the simulator says it if the file is not a recording after all
+    elif scenario.endswith(".json"):
+        source = ["--scenario-file", scenario]
+    else:
+        source = ["--scenario", scenario]
     return [sys.executable, str(SIMULATOR), *source, "--port", "0", "--exit-with-parent", *(extra or [])]
 
 
