@@ -16,11 +16,13 @@ without the cost that made parsing the capture's bottleneck.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from TikTokLive import TikTokLiveClient
 from TikTokLive.client.errors import (
     SignAPIError,
@@ -32,7 +34,6 @@ from TikTokLive.client.errors import (
 from TikTokLive.client.web.web_settings import WebDefaults
 from TikTokLive.events import EVENT_MAPPINGS
 from TikTokLive.events.custom_events import (
-    ConnectEvent,
     DisconnectEvent,
     FollowEvent,
     LiveEndEvent,
@@ -46,10 +47,13 @@ from TikTokLive.events.custom_events import (
 )
 from TikTokLive.events.proto_events import ProtoEvent
 from TikTokLive.proto import ProtoMessageFetchResult, WebcastPushFrame
+from websockets.exceptions import InvalidHandshake, InvalidStatusCode
 from websockets.legacy.client import WebSocketClientProtocol
 
 from project.tiktok_events.capture import proto_validation
+from project.tiktok_events.capture.access import TikTokAccess
 from project.tiktok_events.capture.endpoints import TikTokEndpoints
+from project.tiktok_events.capture.retry import RateLimitHint, rate_limit_hint
 
 log = logging.getLogger("capture")
 
@@ -154,37 +158,95 @@ class _TappedProtocol(WebSocketClientProtocol):
         return data
 
 
-def build_client(username: str, endpoints: TikTokEndpoints, pipeline, on_connect=None) -> CaptureClient:
+class SignWatch:
+    """What the sign server answered to the WebSocket fetch, read from its own HTTP client.
+
+    TikTokLive turns a 429 into ``SignatureRateLimitError`` with a ``retry_after`` read
+    from ``RateLimit-Remaining`` (a count: 0 when the limit is hit), and fails with a
+    TypeError when that header is missing; the response itself says when to come back.
+    Installed as a response hook of the signer's ``httpx.AsyncClient`` (httpx's own
+    extension point); counts the fetches, so a test can check one per attempt.
+    """
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.refusal: tuple[int, dict[str, str], bytes, float] | None = None  # status, headers, body, time
+
+    def attach(self, client: TikTokLiveClient) -> None:
+        http = client.web.signer.client
+        hooks = http.event_hooks
+        http.event_hooks = {**hooks, "response": [*hooks.get("response", []), self._on_response]}
+
+    def reset(self) -> None:
+        self.refusal = None
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        if not response.request.url.path.endswith("/webcast/fetch"):
+            return
+        self.requests += 1
+        if response.status_code == 429:
+            await response.aread()
+            self.refusal = (response.status_code, dict(response.headers), response.content, time.time())
+
+    def hint(self) -> RateLimitHint | None:
+        if self.refusal is None:
+            return None
+        _, headers, body, at = self.refusal
+        return rate_limit_hint(headers, body, at)
+
+
+def build_client(
+    username: str, endpoints: TikTokEndpoints, pipeline, access: TikTokAccess | None = None
+) -> CaptureClient:
     """A client for ``username`` whose every live event goes to ``pipeline.on_event``."""
+    access = access or TikTokAccess()
     proto_validation.install()
     if endpoints.app_url:
         WebDefaults.tiktok_app_url = endpoints.app_url.rstrip("/")
     if endpoints.webcast_url:
         WebDefaults.tiktok_webcast_url = endpoints.webcast_url.rstrip("/")
-    signer_kwargs = {"sign_api_base": endpoints.sign_url.rstrip("/")} if endpoints.sign_url else {}
+    signer_kwargs: dict[str, str] = {}
+    if endpoints.sign_url:
+        # TikTokLive checks a session id's sign host against WebDefaults (access.check_session_host).
+        WebDefaults.tiktok_sign_url = signer_kwargs["sign_api_base"] = endpoints.sign_url.rstrip("/")
+    if access.sign_api_key:
+        signer_kwargs["sign_api_key"] = access.sign_api_key
     client = CaptureClient(
         unique_id=username,
+        web_proxy=httpx.Proxy(access.http_proxy) if access.http_proxy else None,
+        ws_proxy=httpx.Proxy(access.ws_proxy) if access.ws_proxy else None,
         web_kwargs={"signer_kwargs": signer_kwargs},
         # A short close handshake: a silent socket is closed by the watchdog, and
         # the default 10 s wait for a close frame would only delay the reconnect.
         ws_kwargs={"close_timeout": 3},
     )
+    if access.session_id:
+        client.web.set_session(access.session_id, access.target_idc)
     for event_class in LIVE_EVENT_CLASSES:
         client.add_listener(event_class, pipeline.on_event)
     client.add_listener(WebsocketResponseEvent, pipeline.on_frame)
     client.message_listener = pipeline.on_message
     client.raw_listener = pipeline.on_raw
-    if on_connect is not None:
-        client.add_listener(ConnectEvent, on_connect)
     client.add_listener(DisconnectEvent, lambda event: None)
     return client
 
 
-def explain(exc: BaseException, username: str) -> tuple[str, str]:
-    """(kind, message for the streamer) for an error raised while connecting.
+# What helps when TikTok refuses this machine's connection.
+BLOCKED_ADVICE = (
+    "What helps: a sign-server API key (Config → sign_api_key), a logged-in TikTok session "
+    "(tiktok_session_id and tiktok_target_idc), or a proxy in another network "
+    "(tiktok_http_proxy and tiktok_ws_proxy)."
+)
+
+
+def explain(exc: BaseException | None, username: str, watch: SignWatch | None = None) -> tuple[str, str]:
+    """(kind, message for the streamer) for what stopped a connection attempt.
 
     kind: offline | not_found | rate_limited | blocked | other.
     """
+    if (watch is not None and watch.refusal is not None) or isinstance(exc, SignatureRateLimitError):
+        label = _limit_label(watch)
+        return "rate_limited", f"The sign server is rate-limiting new connections{label}."
     if isinstance(exc, UserOfflineError):
         return "offline", (
             f"@{username} is not live right now. Start the LIVE in TikTok (or check the username in "
@@ -195,20 +257,34 @@ def explain(exc: BaseException, username: str) -> tuple[str, str]:
             f"TikTok does not know @{username}, or that account cannot go LIVE. Check the handle "
             "(without @) in Config → tiktok_user or --username."
         )
-    if isinstance(exc, SignatureRateLimitError):
-        return "rate_limited", (
-            f"The sign server is rate-limiting new connections: retrying in {retry_after(exc)} s. "
-            "For a higher limit, put your Euler Stream API key in the SIGN_API_KEY environment variable."
-        )
-    if isinstance(exc, WebcastBlockedError):
-        return "blocked", f"TikTok refused the WebSocket connection ({exc}); retrying."
+    reason = refusal_reason(exc)
+    if reason is not None:
+        return "blocked", f"TikTok refused the WebSocket connection ({reason})."
+    if exc is None:
+        return "other", "the socket closed before TikTok sent anything"
     if isinstance(exc, SignAPIError):
         return "other", f"Sign server error: {exc}"
     return "other", f"{type(exc).__name__}: {exc}"
 
 
-def retry_after(exc: SignatureRateLimitError) -> int:
+def refusal_reason(exc: BaseException | None) -> str | None:
+    """TikTok's reason when it refused the WebSocket upgrade (``Handshake-Msg``), else None."""
+    for error in (exc, getattr(exc, "__cause__", None)):
+        if isinstance(error, InvalidStatusCode):
+            message = error.headers.get("Handshake-Msg", "") if error.headers else ""
+            return f"{message or 'no reason given'}, HTTP {error.status_code}"
+        if isinstance(error, InvalidHandshake):
+            return str(error)
+    if isinstance(exc, WebcastBlockedError):
+        return str(exc).split("->", 1)[-1].strip()
+    return None
+
+
+def _limit_label(watch: SignWatch | None) -> str:
+    if watch is None or watch.refusal is None:
+        return ""
     try:
-        return max(1, int(exc.retry_after))
-    except (TypeError, ValueError, AssertionError):
-        return 30
+        label = json.loads(watch.refusal[2] or b"{}").get("limit_label", "")
+    except (ValueError, AttributeError):
+        label = ""
+    return f" ({label})" if label else ""

@@ -1,18 +1,27 @@
 """One capture run: connect, keep connected, end cleanly.
 
-- The LiveSession is created once the first connection works, and every
+- Connected means connected: the WebSocket opened *and* a frame came through
+  it. Only then is "✅ Connected" printed and the LiveSession created; every
   reconnect continues it (same session, message ids de-duplicated).
-- A dropped socket reconnects with exponential backoff and jitter; a socket
-  that stays open but silent for ``silence_timeout`` is closed by a watchdog
-  and reconnected. The live's end, the streamer going offline, Ctrl+C, SIGTERM
-  or ``duration`` end the run: open streaks are closed, every queued event is
-  written and dispatched, then the session is marked ended.
+- Before the live starts, the capture waits for it (``wait_for_live``), polling
+  the live check with back-off; no sign request is spent on an offline live.
+- Each failure gets its own wait (``retry.RetryPolicy``): a dropped socket
+  reconnects within seconds (the ladder starts again after a healthy minute); a
+  sign-server rate limit is waited out as long as the server asks (or 30 s to
+  15 min); a refused WebSocket is retried on the same slow ladder and given up
+  after ``give_up_after`` refusals in a row. A socket that stays open but silent
+  for ``silence_timeout`` is closed by a watchdog and reconnected.
+- The live's end, the streamer offline for longer than ``offline_grace`` during
+  a reconnect, Ctrl+C, SIGTERM or ``duration`` end the run: open streaks are
+  closed, every queued event is written and dispatched, then the session is
+  marked ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import logging
 import random
@@ -26,11 +35,13 @@ from django.db import connection
 
 from project.queue_system.infrastructure import retry_database
 from project.tiktok_events.capture import store
-from project.tiktok_events.capture.client import build_client, explain, prepare_parsing, retry_after
+from project.tiktok_events.capture.access import NO_KEY_WARNING, TikTokAccess
+from project.tiktok_events.capture.client import BLOCKED_ADVICE, SignWatch, build_client, explain, prepare_parsing
 from project.tiktok_events.capture.endpoints import CaptureAborted, TikTokEndpoints
 from project.tiktok_events.capture.leftovers import store_leftovers
 from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.capture.pipeline import CapturePipeline
+from project.tiktok_events.capture.retry import RetryPolicy, backoff_delay
 from project.tiktok_events.capture.writer import BatchWriter
 from project.tiktok_events.models import LiveSession
 
@@ -46,11 +57,12 @@ class CaptureOptions:
     username: str
     session_name: str = ""
     endpoints: TikTokEndpoints = field(default_factory=TikTokEndpoints)
+    access: TikTokAccess = field(default_factory=TikTokAccess)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     streak_timeout: float = 10.0
     silence_timeout: float = 60.0
-    backoff_base: float = 1.0
-    backoff_max: float = 30.0
-    first_connect_attempts: int = 5
+    wait_for_live: bool = True  # False (--no-wait): an offline streamer ends the run at once
+    connect_timeout: float = 20.0  # from the socket's opening to its first frame
     duration: float | None = None
     writer_process: bool = True  # write batches from a separate process (two cores instead of one)
     record_path: str | None = None  # --record: every frame as received, for --simulate FILE
@@ -63,12 +75,6 @@ class CaptureResult:
     reason: str
     reconnects: int
     stats: dict[str, Any]
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: half fixed, half random, so clients do not reconnect in step."""
-    delay = min(cap, base * (2**attempt))
-    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not cryptography
 
 
 class CaptureRunner:
@@ -85,7 +91,11 @@ class CaptureRunner:
         self._stop_reason = ""
         self._client = None
         self._leftovers: asyncio.Task | None = None
-        self.frames_received = 0  # WebSocket messages of the current connection
+        self.frames_received = 0  # WebSocket messages received, every connection
+        self._first_frame = asyncio.Event()  # set by the first frame of a new connection
+        self._connected_at = 0.0
+        self._socket_task: asyncio.Task | None = None
+        self._sign_watch = SignWatch()
         self.recorder = None
         if options.record_path:
             from project.tiktok_events.capture.recording import Recorder
@@ -124,9 +134,11 @@ class CaptureRunner:
             self._leftovers = asyncio.create_task(
                 store_leftovers(self.output, spill_dir, streak_timeout=self.options.streak_timeout)
             )
-            if not await self._connect(first=True):
-                raise CaptureAborted(self._stop_reason or "stopped before connecting")
-            status, reason = await self._stay_connected()
+            if await self._connect(first=True):
+                status, reason = await self._stay_connected()
+            else:
+                reason = self._stop_reason
+                self.output.line(f"⏹️  Stopped before the LIVE started ({reason}).")
         except CaptureAborted as exc:
             status, reason = LiveSession.Status.FAILED, str(exc)
             raise
@@ -137,46 +149,129 @@ class CaptureRunner:
     # -- connecting -------------------------------------------------------------------------------
 
     async def _connect(self, *, first: bool) -> bool:
-        """Connect (retrying); False when asked to stop meanwhile. Raises CaptureAborted."""
-        attempt = 0
+        """Connect, waiting and retrying as each failure deserves; False when asked to stop meanwhile.
+
+        Raises CaptureAborted when there is nothing to wait for (a wrong handle, refusals past
+        ``give_up_after``, an offline live past its grace period or without ``wait_for_live``).
+        """
+        policy = self.options.retry
+        failures = refusals = polls = 0
+        offline_since: float | None = None
         while not self._stop.is_set():
-            if self._client is None:
-                self._client = build_client(self.options.username, self.options.endpoints, self.pipeline)
-                self._client.frame_listener = self._on_frame
-                if self.recorder is not None:
-                    self._client.first_fetch_listener = self.recorder.first_fetch
-            try:
-                await self._client.start(fetch_live_check=True)
-            except Exception as exc:
-                kind, message = explain(exc, self.options.username)
-                log.warning("connect failed", extra={"kind": kind, "error": str(exc)[:300], "first": first})
-                if kind in ("offline", "not_found"):
-                    raise CaptureAborted(message, kind) from exc
-                if first and kind == "other" and attempt + 1 >= self.options.first_connect_attempts:
-                    raise CaptureAborted(
-                        f"Could not connect to TikTok after {attempt + 1} attempts: {message}"
-                    ) from exc
-                if kind == "rate_limited":
-                    delay = retry_after(exc) + random.uniform(0, 1)  # noqa: S311
-                    self.output.warning(message)
+            failure = await self._attempt()
+            if failure is None:
+                await self._connected(first)
+                return True
+            kind, message = failure
+            if kind == "stop":
+                break
+            log.warning("connect failed", extra={"kind": kind, "error": message[:300], "first": first})
+            if kind in ("offline", "not_found"):
+                offline_since = offline_since or time.monotonic()
+                if first and (kind == "not_found" or not self.options.wait_for_live):
+                    raise CaptureAborted(message, kind)
+                if not first and time.monotonic() - offline_since >= policy.offline_grace:
+                    raise CaptureAborted(message, "offline")
+                delay = backoff_delay(polls, policy.live_poll_base, policy.live_poll_max)
+                self._say_offline(first, polls, delay, policy.offline_grace - (time.monotonic() - offline_since))
+                polls += 1
+            elif kind == "rate_limited":
+                hint = self._sign_watch.hint()
+                if hint is not None:
+                    delay, why = hint.seconds + random.uniform(0, min(5.0, hint.seconds / 10)), hint.source  # noqa: S311
                 else:
-                    delay = backoff_delay(attempt, self.options.backoff_base, self.options.backoff_max)
-                    self.output.reconnecting(message, delay, attempt + 1)
-                attempt += 1
-                await self._sleep(delay)
-                continue
-            room_id = str(self._client.room_id)
-            self.pipeline.last_activity = time.monotonic()
-            if first:
-                self.output.connected(self.options.username, room_id)
-                await self._create_session(room_id)
+                    delay, why = backoff_delay(refusals, policy.refusal_base, policy.refusal_max), "back-off"
+                refusals += 1
+                self._say_waiting(f"{message} Next try at {{at}} (in {{delay}}, {why}).", delay)
+                if not self.options.access.sign_api_key and refusals == 1:
+                    self.output.warning(NO_KEY_WARNING)
+            elif kind == "blocked":
+                refusals += 1
+                if refusals >= policy.give_up_after:
+                    raise CaptureAborted(
+                        f"{message} {refusals} refusals in a row: giving up. {BLOCKED_ADVICE}", "blocked"
+                    )
+                delay = backoff_delay(refusals - 1, policy.refusal_base, policy.refusal_max)
+                self._say_waiting(
+                    f"{message} Refusal {refusals} of {policy.give_up_after}; next try at {{at}} (in {{delay}}). "
+                    + BLOCKED_ADVICE,
+                    delay,
+                )
             else:
-                self.reconnects += 1
-                self.output.reconnected(self.options.username, room_id)
-                if self.session and room_id != self.session.room_id:
-                    await self._in_writer(store.update_room, self.session.pk, room_id)
-            return True
+                failures += 1
+                if first and failures >= policy.give_up_after:
+                    raise CaptureAborted(f"Could not connect to TikTok after {failures} attempts: {message}")
+                delay = backoff_delay(failures - 1, policy.drop_base, policy.drop_max)
+                self.output.reconnecting(message, delay, failures)
+            await self._sleep(delay)
         return False
+
+    async def _attempt(self) -> tuple[str, str] | None:
+        """One try (one sign request at most): None once a frame came through the new socket."""
+        if self._client is None:
+            self._client = build_client(
+                self.options.username, self.options.endpoints, self.pipeline, self.options.access
+            )
+            self._sign_watch.attach(self._client)
+            self._client.frame_listener = self._on_frame
+            if self.recorder is not None:
+                self._client.first_fetch_listener = self.recorder.first_fetch
+        self._sign_watch.reset()
+        self._first_frame.clear()
+        try:
+            # The client's socket loop; kept here: the client forgets it when the live ends.
+            socket_task = self._socket_task = await self._client.start(
+                fetch_live_check=True, room_id=self.options.access.room_id
+            )
+        except Exception as exc:
+            return explain(exc, self.options.username, self._sign_watch)
+        frame = asyncio.create_task(self._first_frame.wait())
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {socket_task, frame, stop}, timeout=self.options.connect_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            frame.cancel()
+            stop.cancel()
+        if frame in done:
+            return None
+        error = None if socket_task not in done or socket_task.cancelled() else socket_task.exception()
+        await self._disconnect()
+        if stop in done:
+            return "stop", self._stop_reason
+        if socket_task in done:
+            return explain(error, self.options.username)
+        return "other", f"the socket opened but TikTok sent nothing for {self.options.connect_timeout:g} s"
+
+    async def _connected(self, first: bool) -> None:
+        room_id = str(self._client.room_id)
+        self.pipeline.last_activity = self._connected_at = time.monotonic()
+        if first:
+            self.output.connected(self.options.username, room_id)
+            await self._create_session(room_id)
+        else:
+            self.reconnects += 1
+            self.output.reconnected(self.options.username, room_id)
+            if self.session and room_id != self.session.room_id:
+                await self._in_writer(store.update_room, self.session.pk, room_id)
+
+    def _say_waiting(self, template: str, delay: float) -> None:
+        at = dt.datetime.now() + dt.timedelta(seconds=delay)
+        wait = f"{delay:.0f} s" if delay < 120 else f"{delay / 60:.1f} min"
+        self.output.line("⏳ " + template.format(at=at.strftime("%H:%M:%S"), delay=wait))
+
+    def _say_offline(self, first: bool, polls: int, delay: float, grace_left: float) -> None:
+        who = f"@{self.options.username}"
+        if first and polls == 0:
+            self.output.line(f"⏳ Waiting for {who} to go live… (checking again in {delay:.0f} s; Ctrl+C to stop)")
+        elif first:
+            self.output.line(f"⏳ {who} is not live yet; checking again in {delay:.0f} s")
+        else:
+            self.output.line(
+                f"⏳ {who} reads offline; waiting up to {max(0.0, grace_left):.0f} s more for the LIVE to come "
+                f"back (checking again in {delay:.0f} s)"
+            )
 
     async def _create_session(self, room_id: str) -> None:
         self.session = await self._in_writer(
@@ -186,6 +281,7 @@ class CaptureRunner:
         self.output.session_created(self.session.pk, self.options.session_name)
 
     async def _stay_connected(self) -> tuple[str, str]:
+        policy = self.options.retry
         attempt = 0
         while True:
             outcome = await self._wait_for_disconnect()
@@ -193,15 +289,18 @@ class CaptureRunner:
                 return LiveSession.Status.ENDED, self._stop_reason
             if self.pipeline.live_ended:
                 return LiveSession.Status.ENDED, "the LIVE ended"
+            now = time.monotonic()
+            if now - self._connected_at >= policy.healthy_after and self.pipeline.last_activity > self._connected_at:
+                attempt = 0  # a drop after a healthy stretch is a new blip, not the next of a series
             await self._disconnect()
-            # Reconnect into the same session; offline now means the live is over.
-            delay = backoff_delay(attempt, self.options.backoff_base, self.options.backoff_max)
+            # Reconnect into the same session; offline past the grace period means the live is over.
+            delay = backoff_delay(attempt, policy.drop_base, policy.drop_max)
             self.output.reconnecting(outcome, delay, attempt + 1)
             await self._sleep(delay)
             try:
                 connected = await self._connect(first=False)
             except CaptureAborted as exc:
-                if exc.kind == "offline":
+                if exc.kind in ("offline", "not_found"):
                     return LiveSession.Status.ENDED, "the streamer is no longer live"
                 return LiveSession.Status.FAILED, str(exc)
             if not connected:
@@ -210,7 +309,7 @@ class CaptureRunner:
 
     async def _wait_for_disconnect(self) -> str:
         """Until the socket ends, goes silent, or a stop is asked: 'stop', 'silent' or the error."""
-        task = self._client._event_loop_task  # the client's socket loop (set by start())
+        task = self._socket_task
         stop_wait = asyncio.create_task(self._stop.wait())
         watchdog = asyncio.create_task(self._watchdog())
         try:
@@ -279,6 +378,7 @@ class CaptureRunner:
 
     def _on_frame(self, data: bytes, arrival: float) -> None:
         self.frames_received += 1
+        self._first_frame.set()
         if self.recorder is not None:
             self.recorder.frame(data, arrival)
 

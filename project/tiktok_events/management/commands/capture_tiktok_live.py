@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from project.app_config.config import get_config
+from project.env import EnvError
+from project.tiktok_events.capture.access import NO_KEY_WARNING, AccessError, TikTokAccess
 from project.tiktok_events.capture.endpoints import CaptureAborted, TikTokEndpoints
 from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.capture.simulator import SimulatorError, simulated_tiktok
@@ -37,6 +39,24 @@ def add_capture_arguments(parser: CommandParser) -> None:
         metavar="FILE",
         help="write every frame TikTok sends, as received, to FILE; play it back with --simulate FILE",
     )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="stop at once if the streamer is not live (default: wait for the LIVE to start)",
+    )
+    parser.add_argument(
+        "--offline-grace",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="during a reconnect, how long the LIVE may read offline before the session ends (default 180)",
+    )
+    parser.add_argument(
+        "--give-up-after",
+        type=int,
+        metavar="N",
+        help="refused connections in a row before giving up with an error (default 5, or TTE_CAPTURE_GIVE_UP_AFTER)",
+    )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--streak-timeout", type=float, default=10.0, help="close a gift streak silent this long (s)")
     parser.add_argument("--silence-timeout", type=float, default=60.0, help="reconnect a socket silent this long (s)")
@@ -61,13 +81,37 @@ def resolve_username(given: str | None, simulate: str | None) -> str:
     return username
 
 
-def capture_options(options: dict, endpoints: TikTokEndpoints, username: str) -> CaptureOptions:
+def capture_access(output: CaptureOutput, *, simulated: bool) -> TikTokAccess:
+    """The access settings (Config, then environment), checked; what they change is said at start."""
+    try:
+        access = TikTokAccess.from_config()
+    except AccessError as exc:
+        raise CommandError(f"❌ {exc}") from exc
+    if not access.sign_api_key and not simulated:
+        output.warning(NO_KEY_WARNING)
+    for line in access.summary():
+        output.line(f"🔐 {line}")
+    return access
+
+
+def capture_options(options: dict, endpoints: TikTokEndpoints, username: str, access: TikTokAccess) -> CaptureOptions:
+    from project.tiktok_events.capture.retry import RetryPolicy
     from project.tiktok_events.capture.runner import CaptureOptions
 
+    if options["give_up_after"] is not None and options["give_up_after"] < 1:
+        raise CommandError("--give-up-after must be at least 1")
+    try:
+        access.check_session_host(endpoints.sign_url)
+        retry = RetryPolicy.from_env(offline_grace=options["offline_grace"], give_up_after=options["give_up_after"])
+    except (AccessError, EnvError) as exc:
+        raise CommandError(f"❌ {exc}") from exc
     return CaptureOptions(
         username=username,
         session_name=options["session_name"],
         endpoints=endpoints,
+        access=access,
+        retry=retry,
+        wait_for_live=not options["no_wait"],
         streak_timeout=options["streak_timeout"],
         silence_timeout=options["silence_timeout"],
         duration=options["duration"],
@@ -117,10 +161,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         username = resolve_username(options["username"], options["simulate"])
         output = CaptureOutput(self.stdout, events=not options["quiet"])
+        access = capture_access(output, simulated=bool(options["simulate"]))
         with endpoints_for(options, output) as endpoints:
             from project.tiktok_events.capture.runner import CaptureRunner
 
-            runner = CaptureRunner(capture_options(options, endpoints, username), output)
+            runner = CaptureRunner(capture_options(options, endpoints, username, access), output)
             try:
                 result = asyncio.run(runner.run())
             except CaptureAborted as exc:

@@ -21,6 +21,7 @@ from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.dashboard import LINE, Dashboard, DashboardData, LockedStream, ServiceRow
 from project.tiktok_events.management.commands.capture_tiktok_live import (
     add_capture_arguments,
+    capture_access,
     capture_options,
     endpoints_for,
     resolve_username,
@@ -56,6 +57,7 @@ class Command(BaseCommand):
         say = CaptureOutput(out, events=not options["quiet"])
         self.started = time.monotonic()
         self.discards_name = DISCARDS
+        access = capture_access(say, simulated=bool(options["simulate"]))  # a wrong setting stops before the workers
         self._header(say, username)
 
         supervisor = WorkerSupervisor(verbose=options["verbose"], stdout=out)
@@ -67,7 +69,7 @@ class Command(BaseCommand):
             with endpoints_for(options, say) as endpoints:
                 from project.tiktok_events.capture.runner import CaptureRunner
 
-                runner = CaptureRunner(capture_options(options, endpoints, username), say)
+                runner = CaptureRunner(capture_options(options, endpoints, username, access), say)
                 result = asyncio.run(self._run(runner, supervisor, dashboard, say, options))
         except CaptureAborted as exc:
             raise CommandError(f"❌ {exc}") from exc
