@@ -94,3 +94,40 @@ def test_it_warns_when_a_churning_table_has_autovacuum_disabled():
     assert "off for queue_system_queueitem" in result.detail
     assert "tiktok_events_liveevent" not in result.detail.split(":")[0]  # only the table that has it off
     assert "ALTER TABLE queue_system_queueitem RESET (autovacuum_enabled);" in result.fix
+
+
+def test_doctor_warns_without_a_sign_server_key_and_says_where_to_set_it():
+    result = run_doctor(SIGN_API_KEY="")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "⚠️  Sign-server API key: No sign-server API key" in result.stdout
+    assert "Config → sign_api_key" in result.stdout
+
+
+def test_doctor_shows_a_sign_server_key_masked(tmp_path):
+    (tmp_path / "key").write_text("euler-doctor-key-77aa\n")
+    result = run_doctor(SIGN_API_KEY_FILE=str(tmp_path / "key"))
+    assert "✅ Sign-server API key: set (••••77aa)" in result.stdout
+    assert "euler-doctor-key" not in result.stdout + result.stderr
+
+
+def test_doctor_checks_that_the_tiktok_proxy_answers():
+    from tests.fakes.http_proxy import HttpProxy
+
+    with HttpProxy() as proxy:
+        working = run_doctor(TIKTOK_HTTP_PROXY=f"http://user:doctorpw@127.0.0.1:{proxy.port}")
+        asked = list(proxy.seen)
+    assert working.returncode == 0, working.stdout
+    assert f"✅ TikTok proxy: http://user:***@127.0.0.1:{proxy.port} answers" in working.stdout
+    assert asked == ["CONNECT www.tiktok.com:443"]
+    stopped = run_doctor(TIKTOK_HTTP_PROXY="http://127.0.0.1:1", TIKTOK_WS_PROXY="socks5://127.0.0.1:2")
+    assert stopped.returncode == 1
+    assert "❌ TikTok proxy: http://127.0.0.1:1: ConnectionRefusedError" in stopped.stdout
+    assert "❌ TikTok proxy: socks5://127.0.0.1:2: ConnectionRefusedError" in stopped.stdout
+    assert "fix: check the proxy's address" in stopped.stdout
+    assert "doctorpw" not in working.stdout + stopped.stdout
+
+
+def test_doctor_names_a_tiktok_setting_it_cannot_use():
+    result = run_doctor(TIKTOK_ROOM_ID="not-a-number")
+    assert result.returncode == 1
+    assert "❌ TikTok access settings: Config tiktok_room_id='not-a-number' is not a room id" in result.stdout

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from django.db import DatabaseError
 
 from project.logging import redact
 
@@ -200,6 +201,68 @@ def check_chromedriver() -> CheckResult:
     return CheckResult("chromedriver", True, f"{path} ({version.split('(')[0].strip()})")
 
 
+def check_sign_key() -> CheckResult:
+    """The sign-server key (optional: without it, connections share the anonymous rate limit)."""
+    from project.app_config.config import get_config
+    from project.tiktok_events.capture.access import NO_KEY_WARNING
+
+    try:
+        key = get_config("sign_api_key").strip()
+    except DatabaseError:
+        return CheckResult("Sign-server API key", False, "not read: PostgreSQL does not answer", required=False)
+    if not key:
+        return CheckResult("Sign-server API key", False, NO_KEY_WARNING, required=False)
+    return CheckResult("Sign-server API key", True, f"set (••••{key[-4:]})" if len(key) > 8 else "set")
+
+
+def check_tiktok_access() -> list[CheckResult]:
+    """The capture's access settings parse, and each configured proxy answers."""
+    from project.tiktok_events.capture.access import AccessError, TikTokAccess
+
+    try:
+        access = TikTokAccess.from_config()
+    except DatabaseError:
+        return [CheckResult("TikTok access settings", False, "not read: PostgreSQL does not answer", required=False)]
+    except AccessError as exc:
+        return [CheckResult("TikTok access settings", False, str(exc), "fix it in the admin (Config)")]
+    proxies = dict.fromkeys(filter(None, (access.http_proxy, access.ws_proxy)))
+    return [check_proxy(url) for url in proxies]
+
+
+# Where a proxy is asked to tunnel to: TikTok's web host (the answer says the proxy works, not TikTok).
+PROXY_PROBE_TARGET = "www.tiktok.com:443"
+
+
+def check_proxy(url: str, timeout: float = 5.0) -> CheckResult:
+    """A proxy answers: an HTTP proxy to a CONNECT (any status but 407), a SOCKS proxy to a connection."""
+    import base64
+    import socket
+
+    parts = urlsplit(url)
+    name, shown = "TikTok proxy", redact(url)
+    fix = "check the proxy's address and that it runs (Config tiktok_http_proxy / tiktok_ws_proxy)"
+    default_port = {"http": 80, "https": 443}.get(parts.scheme, 1080)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or default_port), timeout=timeout) as sock:
+            if not parts.scheme.startswith("http"):
+                return CheckResult(name, True, f"{shown} accepts connections")
+            request = f"CONNECT {PROXY_PROBE_TARGET} HTTP/1.1\r\nHost: {PROXY_PROBE_TARGET}\r\n"
+            if parts.username:
+                token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+                request += f"Proxy-Authorization: Basic {token}\r\n"
+            sock.sendall((request + "\r\n").encode())
+            status_line = sock.recv(1024).split(b"\r\n", 1)[0].decode("latin-1", "replace")
+    except OSError as exc:
+        return CheckResult(name, False, f"{shown}: {type(exc).__name__}: {exc.strerror or exc}", fix)
+    fields = status_line.split()
+    if len(fields) < 2 or not fields[0].startswith("HTTP/"):
+        return CheckResult(name, False, f"{shown} answered {status_line[:60]!r}, not HTTP", fix)
+    if fields[1] == "407":
+        return CheckResult(name, False, f"{shown} wants credentials (HTTP 407)", "put user:password@ in the proxy URL")
+    reach = "and reaches TikTok" if fields[1] == "200" else f"(HTTP {fields[1]} for {PROXY_PROBE_TARGET})"
+    return CheckResult(name, True, f"{shown} answers {reach}")
+
+
 ALL_CHECKS = [
     check_postgres,
     check_autovacuum,
@@ -208,8 +271,14 @@ ALL_CHECKS = [
     check_redis,
     check_chromium,
     check_chromedriver,
+    check_sign_key,
+    check_tiktok_access,
 ]
 
 
 def run_checks() -> list[CheckResult]:
-    return [check() for check in ALL_CHECKS]
+    results: list[CheckResult] = []
+    for check in ALL_CHECKS:
+        outcome = check()
+        results.extend(outcome if isinstance(outcome, list) else [outcome])
+    return results

@@ -10,6 +10,11 @@ SECRET_KEYS = frozenset(
         "heygen_api_key",
         "api_token",
         "avatar_access_token",
+        "sign_api_key",
+        "tiktok_session_id",
+        # Proxy URLs often carry a password.
+        "tiktok_http_proxy",
+        "tiktok_ws_proxy",
     }
 )
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 CONFIG_KEYS: dict[str, str] = {
     "tiktok_user": "TikTok username (without @) of the streamer whose live is captured.",
+    "sign_api_key": "Sign-server (Euler Stream) API key: a higher connection rate limit (secret).",
+    "tiktok_session_id": "A logged-in TikTok sessionid cookie, for age-restricted or private lives (secret).",
+    "tiktok_target_idc": "The tt-target-idc cookie of that session, e.g. useast2a (needed with tiktok_session_id).",
+    "tiktok_http_proxy": "Proxy for TikTok's web requests, e.g. http://user:password@host:3128 (secret).",
+    "tiktok_ws_proxy": "Proxy for the live's WebSocket; empty = tiktok_http_proxy (secret).",
+    "tiktok_room_id": "Connect to this room id without reading the streamer's page (when the page is blocked).",
     "elevenlabs_api": "ElevenLabs API key (secret).",
     "elevenlabs_voice_id": "ElevenLabs voice id used for TTS.",
     "llm_url": "OpenAI-compatible chat completions URL, e.g. https://api.deepseek.com/v1/chat/completions",
