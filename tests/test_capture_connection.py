@@ -189,12 +189,21 @@ def test_a_refused_socket_is_not_a_connection_and_it_gives_up_with_an_error(vhos
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_refusals_are_retried_on_the_slow_ladder_until_tiktok_lets_it_in(vhost, seeded):
-    scenario = {"steps": [comment("first", "hola"), end()], "blocked_sockets": 2}
+@pytest.mark.parametrize(
+    ("status", "reason"), [(200, "DEVICE_BLOCKED"), (200, "illegal secret key"), (403, "Forbidden")]
+)
+def test_refusals_are_retried_on_the_slow_ladder_until_tiktok_lets_it_in(vhost, seeded, status, reason):
+    scenario = {
+        "steps": [comment("first", "hola"), end()],
+        "blocked_sockets": 2,
+        "blocked_status": status,
+        "blocked_reason": reason,
+    }
     with simulator(scenario) as tiktok:
         run = capture(vhost, tiktok, env={"TTE_CAPTURE_REFUSAL_BACKOFF_SECONDS": "1"})
         status = tiktok.status()
     assert run.returncode == 0, run.output
+    assert f"TikTok refused the WebSocket connection ({reason}, HTTP {scenario['blocked_status']})" in run.output
     assert "Refusal 1 of 5" in run.output and "Refusal 2 of 5" in run.output
     assert run.output.index("Refusal 2 of 5") < run.output.index("✅ Connected")
     first, second = gaps(status["sign_request_times"])
