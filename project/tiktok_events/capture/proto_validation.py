@@ -25,6 +25,13 @@ the end of ``load`` is the one that checks what was parsed, unchanged.
 And it decodes with ``proto_decode``'s loop (the same result as ``load``,
 about twice as fast), handing anything unusual back to ``load``.
 
+The fast path is proven equal to betterproto2's own decoding on the versions in
+``PROVEN_ON`` (``tests/test_decoder_proof.py`` compares the two on every message
+of recordings of every simulator scenario). ``install()`` checks the installed
+versions first: on any other version it leaves betterproto2 as it is and says
+so once — the capture keeps working, only slower — until the proof is run
+again on the new versions and ``PROVEN_ON`` follows requirements.txt.
+
 ``warm_up(classes)`` builds, before the live's first frame, what betterproto2
 and pydantic otherwise build on the first message of each class (field
 metadata, type hints, the validator): ≈ 0.2 s of parsing stalled on the
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib.metadata
 import logging
 import threading
 from collections.abc import Iterable
@@ -47,6 +55,9 @@ from project.tiktok_events.capture import proto_decode
 
 log = logging.getLogger("capture.proto")
 
+# The versions the fast decoder was proven on: requirements.txt's pins (a test keeps them equal).
+PROVEN_ON = {"betterproto2": "0.9.1", "TikTokLive": "7.0.1", "TikTokLiveProto": "0.2.2"}
+
 _validators: dict[type, pydantic_core.SchemaValidator] = {}
 _lock = threading.Lock()
 _original = betterproto2.Message._validate
@@ -58,6 +69,7 @@ _PYDANTIC_INIT_MODULE = "pydantic._internal._dataclasses"
 # Per class: (every field's shared default, None for the others, and "_unknown_fields",
 # in cls()'s order; (field name, factory) of the others); None = use cls().
 _empty_specs: dict[type, tuple[dict, tuple] | None] = {}
+_warned = False  # the unproven-version warning is said once per process
 
 
 def _validator(cls: type) -> pydantic_core.SchemaValidator:
@@ -66,8 +78,18 @@ def _validator(cls: type) -> pydantic_core.SchemaValidator:
         with _lock:
             validator = _validators.get(cls)
             if validator is None:
-                validator = _validators[cls] = pydantic_core.SchemaValidator(cls.__pydantic_core_schema__)
+                validator = _validators[cls] = pydantic_core.SchemaValidator(_schema(cls))
     return validator
+
+
+def _schema(cls: type) -> dict:
+    schema = cls.__pydantic_core_schema__
+    if not isinstance(schema, dict):
+        # A placeholder: pydantic completes a class's schema on its first instance, which
+        # betterproto2's own parse always makes (cls()) and empty() does not.
+        cls()
+        schema = cls.__pydantic_core_schema__
+    return schema
 
 
 def _validate(self: betterproto2.Message) -> None:
@@ -154,10 +176,35 @@ def warm_up(classes: Iterable[type]) -> int:
     return len(_validators)
 
 
-def install() -> None:
-    """Idempotent."""
+def install() -> bool:
+    """The fast path, on the versions it was proven on (True when installed); idempotent."""
+    unproven = unproven_versions()
+    if unproven:
+        global _warned
+        if not _warned:
+            _warned = True
+            reasons = [
+                f"{name} {installed} is not the version the fast decoder was proven on ({proven})"
+                for name, (installed, proven) in unproven.items()
+            ]
+            log.warning("; ".join(reasons) + "; using betterproto2's own decoding")
+        return False
     betterproto2.Message._validate = _validate
     betterproto2.Message.parse = classmethod(_parse)
+    return True
+
+
+def installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def unproven_versions() -> dict[str, tuple[str, str]]:
+    """{distribution: (installed, proven)} for each one installed in a version the proof did not run on."""
+    installed = {name: installed_version(name) for name in PROVEN_ON}
+    return {name: (installed[name], proven) for name, proven in PROVEN_ON.items() if installed[name] != proven}
 
 
 def uninstall() -> None:
