@@ -63,12 +63,13 @@ def comment(user: str, text: str, nickname: str | None = None) -> dict[str, Any]
 
 def gift(user: str, name: str = "Rose", repeat: int = 1, **extra: Any) -> dict[str, Any]:
     """A gift; ``repeat`` > 1 on a combo gift (Rose...) is sent as a streak. Extra keys: gift_id,
-    diamond_count, streakable, lose_end, streak_interval, nickname."""
+    diamond_count, streakable, lose_end, streak_interval, nickname, to_user (a guest's handle)."""
     return {"type": "gift", "user": user, "gift": name, "repeat": repeat, **extra}
 
 
-def like(user: str, count: int = 1) -> dict[str, Any]:
-    return {"type": "like", "user": user, "count": count}
+def like(user: str, count: int = 1, room_total: int | None = None) -> dict[str, Any]:
+    """``room_total``: TikTok's like total for the room on this message (default: the running sum)."""
+    return {"type": "like", "user": user, "count": count, **({"room_total": room_total} if room_total else {})}
 
 
 def follow(user: str) -> dict[str, Any]:
@@ -83,8 +84,30 @@ def join(user: str) -> dict[str, Any]:
     return {"type": "join", "user": user}
 
 
-def subscribe(user: str) -> dict[str, Any]:
-    return {"type": "subscribe", "user": user}
+def subscribe(user: str, via: str = "subnotify") -> dict[str, Any]:
+    """``via``: subnotify (WebcastSubNotifyMessage), superfan (a Super Fan barrage) or member
+    (WebcastMemberMessage with action SUBSCRIBED)."""
+    return {"type": "subscribe", "user": user, "via": via}
+
+
+def superfan_join(user: str) -> dict[str, Any]:
+    """An existing Super Fan entering the LIVE (a barrage TikTokLive calls SuperFanJoinEvent)."""
+    return {"type": "superfan_join", "user": user}
+
+
+def unknown(method: str = "WebcastBrandNewFeatureMessage") -> dict[str, Any]:
+    """A message whose method TikTokLive has no class for."""
+    return {"type": "unknown", "method": method}
+
+
+def truncated() -> dict[str, Any]:
+    """A chat message whose payload cannot be parsed."""
+    return {"type": "truncated"}
+
+
+def history(step: dict[str, Any]) -> dict[str, Any]:
+    """``step`` sent as TikTok's history: in the first fetch, ``is_history`` set."""
+    return {**step, "history": True}
 
 
 def wait(seconds: float) -> dict[str, Any]:

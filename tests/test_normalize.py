@@ -1,4 +1,6 @@
-from project.tiktok_events.capture.normalize import normalize
+import base64
+
+from project.tiktok_events.capture.normalize import MAX_GENERIC_JSON, MAX_RAW_PAYLOAD, Host, normalize
 from tests import tiktok_messages as tm
 
 
@@ -46,3 +48,29 @@ def test_it_keeps_the_message_id_and_the_frame_time():
     event = normalize(tm.comment("maria", "hola", msg_id=123456), frame_sent_ms=1_700_000_000_000)
     assert event.msg_id == 123456
     assert event.frame_sent_ms == 1_700_000_000_000
+
+
+def test_it_keeps_a_huge_unmodelled_event_as_its_keys_and_the_start_of_its_raw_payload():
+    event, payload = tm.barrage("banner", "x" * 100_000)
+    data = normalize(event, payload=payload).event_data
+    assert data["fields_truncated"] and data["keys"] == ["content"]
+    assert data["payload_truncated"] and data["payload_bytes"] == len(payload)
+    assert len(data["payload_b64"]) == MAX_GENERIC_JSON
+    assert base64.b64decode(data["payload_b64"]) == payload[:MAX_RAW_PAYLOAD]
+
+
+def test_it_tells_a_gift_for_the_host_from_one_for_a_guest():
+    host = Host("@Streamer")
+    assert recipient_of(tm.gift("fan"), host) == {"id": "", "unique_id": "", "nickname": "", "is_host": True}
+    named = recipient_of(tm.gift("fan", to_user="streamer"), host)
+    assert named["is_host"] and named["unique_id"] == "streamer"
+    assert not recipient_of(tm.gift("fan", to_user="guest"), host)["is_host"]
+    # Named by id only (to_member_id): the host once its id is known from a gift naming it.
+    assert recipient_of(tm.gift("fan", to_member_id=named["id"]), host)["is_host"]
+    assert not recipient_of(tm.gift("fan", to_member_id="123"), host)["is_host"]
+    # Without the streamer's handle every gift counts as the host's.
+    assert recipient_of(tm.gift("fan", to_user="guest"), Host())["is_host"]
+
+
+def recipient_of(event, host):
+    return normalize(event, host=host).event_data["to_user"]

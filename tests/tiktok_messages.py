@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 import zlib
 
-from TikTokLive.events import CommentEvent, FollowEvent, GiftEvent, LikeEvent, SubNotifyEvent
+from TikTokLive.events import BarrageEvent, CommentEvent, FollowEvent, GiftEvent, LikeEvent, SubNotifyEvent
 from TikTokLive.proto import (
     CommonMessageData,
     Gift,
     User,
+    WebcastBarrageMessage,
     WebcastChatMessage,
     WebcastGiftMessage,
     WebcastLikeMessage,
@@ -60,7 +61,10 @@ def gift(
     repeat_end: bool = True,
     group_id: int = 1,
     msg_id: int | None = None,
+    to_user: str = "",
+    to_member_id: str = "",
 ) -> GiftEvent:
+    """``to_user``: the recipient's handle; ``to_member_id``: the recipient named by id only."""
     message = WebcastGiftMessage(
         common=_header("WebcastGiftMessage", msg_id),
         user=_user(handle),
@@ -69,6 +73,8 @@ def gift(
         repeat_count=repeat_count,
         repeat_end=1 if repeat_end else 0,
         group_id=group_id,
+        to_user=_user(to_user) if to_user else None,
+        to_member_id=to_member_id,
     )
     return GiftEvent().parse(bytes(message))
 
@@ -88,3 +94,12 @@ def follow(handle: str, msg_id: int | None = None) -> FollowEvent:
 def subscribe(handle: str) -> SubNotifyEvent:
     message = WebcastSubNotifyMessage(common=_header("WebcastSubNotifyMessage"), user=_user(handle), sub_month=3)
     return SubNotifyEvent().parse(bytes(message))
+
+
+def barrage(handle: str, text: str, key: str = "pm_mt_notice") -> tuple[BarrageEvent, bytes]:
+    """A banner (an event the capture stores generically) and its payload."""
+    message = WebcastBarrageMessage(
+        common=_header("WebcastBarrageMessage"), user=_user(handle), content=Text(key=key, default_pattern=text)
+    )
+    payload = bytes(message)
+    return BarrageEvent().parse(payload), payload

@@ -59,7 +59,7 @@ def service_queue_depths(service: Service) -> list[tuple[str, str]]:
 class ServiceEventConfigInline(admin.TabularInline):
     model = ServiceEventConfig
     extra = 1
-    fields = ["event_type", "enabled", "priority", "discardable"]
+    fields = ["event_type", "enabled", "priority", "discardable", "guest_gifts"]
 
 
 @admin.register(Service)

@@ -153,6 +153,7 @@ class EventDispatcher:
         params = {
             "event_ids": array_literal(by_id),
             "event_types": array_literal(e.event_type for e in by_id.values()),
+            "for_host": array_literal("t" if for_host(e) else "f" for e in by_id.values()),
             "types": array_literal({e.event_type for e in by_id.values()}),
             "now": timezone.now(),
             "status": QueueItem.Status.PENDING,
@@ -321,22 +322,30 @@ class NewItem:
     discardable: bool
 
 
+def for_host(event) -> bool:
+    """False only for a gift sent to a guest of a multi-guest LIVE (``event_data["to_user"]``)."""
+    to_user = (event.event_data or {}).get("to_user") if event.event_type == "GiftEvent" else None
+    return not isinstance(to_user, dict) or bool(to_user.get("is_host", True))
+
+
 # Routing and insertion in one round trip (see EventDispatcher.create_items): the
-# services the events' types may go to, then the insert of the items.
+# services the events' types may go to, then the insert of the items. A gift for a
+# guest (for_host false) goes only to the services whose GiftEvent config has guest_gifts.
 CREATE_ITEMS_SQL = """
 SELECT id, name, slug, service_class, mode, concurrency, max_queue_size, is_active FROM queue_system_service
 WHERE id IN (
     SELECT service_id FROM queue_system_serviceeventconfig WHERE enabled AND event_type = ANY(%(types)s::text[])
 );
 WITH incoming AS (
-    SELECT e.event_id, e.event_type, e.ord
-    FROM unnest(%(event_ids)s::bigint[], %(event_types)s::text[]) WITH ORDINALITY AS e(event_id, event_type, ord)
+    SELECT e.event_id, e.event_type, e.for_host, e.ord
+    FROM unnest(%(event_ids)s::bigint[], %(event_types)s::text[], %(for_host)s::boolean[])
+        WITH ORDINALITY AS e(event_id, event_type, for_host, ord)
 )
 INSERT INTO queue_system_queueitem
     (created_at, updated_at, live_event_id, service_id, event_type, priority, discardable, status, attempts, error)
 SELECT %(now)s, %(now)s, i.event_id, s.id, i.event_type, c.priority, c.discardable, %(status)s, 0, ''
 FROM incoming i
-JOIN queue_system_serviceeventconfig c ON c.event_type = i.event_type AND c.enabled
+JOIN queue_system_serviceeventconfig c ON c.event_type = i.event_type AND c.enabled AND (i.for_host OR c.guest_gifts)
 JOIN queue_system_service s ON s.id = c.service_id AND s.is_active
 ORDER BY i.ord, s.name, s.id
 ON CONFLICT (live_event_id, service_id) DO NOTHING

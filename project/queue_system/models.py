@@ -74,6 +74,10 @@ class ServiceEventConfig(BaseModel):
     discardable = models.BooleanField(
         default=False, help_text="May be dropped (oldest first) when more than max_queue_size are waiting."
     )
+    guest_gifts = models.BooleanField(
+        default=False,
+        help_text="React to gifts sent to a guest of a multi-guest LIVE (not only to the host).",
+    )
 
     class Meta:
         ordering = ["service", "-priority", "event_type"]

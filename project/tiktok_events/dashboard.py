@@ -14,6 +14,21 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 LINE = "=" * 70
+# TikTok may deliver like messages out of order: the room's total is the highest among this many latest.
+LIKES_LOOKBACK = 50
+
+
+@dataclass
+class LikeTotals:
+    """A session's likes, two ways.
+
+    ``room_total``: TikTok's own total for the room (``WebcastLikeMessage.total``),
+    exact. ``counted``: the sum of the like messages' counts the capture received, a
+    lower bound (TikTok batches likes into messages and does not send every one).
+    """
+
+    room_total: int
+    counted: int
 
 
 @dataclass
@@ -33,6 +48,7 @@ class DashboardData:
     services: list[ServiceRow] = field(default_factory=list)
     note: str = ""
     behind_seconds: float | None = None  # set while the capture is behind the live
+    likes: LikeTotals | None = None  # set once the session has a like (see like_totals)
 
 
 def render(data: DashboardData) -> list[str]:
@@ -46,6 +62,9 @@ def render(data: DashboardData) -> list[str]:
         f"📊 Events captured: {data.events_captured}",
         f"🔧 Workers active: {sum(1 for s in data.services if s.worker_up)}/{len(data.services)}",
     ]
+    if data.likes is not None:
+        lines.insert(-1, f"❤️  Likes in the room: {data.likes.room_total:,} (TikTok's total, exact)")
+        lines.insert(-1, f"❤️  Likes received: {data.likes.counted:,} (sum of like messages, a lower bound)")
     if data.behind_seconds is not None:
         lines.insert(-1, f"⚠️  Capture behind the live: {data.behind_seconds:.1f} s")
     for service in data.services:
@@ -57,6 +76,27 @@ def render(data: DashboardData) -> list[str]:
         lines.append(data.note)
     lines.append(LINE)
     return lines
+
+
+def like_totals(session_id: int) -> LikeTotals | None:
+    """The session's like totals from its latest LikeEvents (None before its first like).
+
+    ``room_total`` as TikTok stated it, the highest among the latest few (an older
+    message arriving late says less); ``counted``: the capture's running sum
+    (``session_total``) on the latest. Reads a handful of rows, however long the live.
+    """
+    from project.tiktok_events.models import LiveEvent
+
+    latest = list(
+        LiveEvent.objects.filter(session_id=session_id, event_type="LikeEvent")
+        .order_by("-id")
+        .values_list("event_data", flat=True)[:LIKES_LOOKBACK]
+    )
+    if not latest:
+        return None
+    room_total = max(int(data.get("room_total") or 0) for data in latest)
+    counted = max(int(data.get("session_total") or 0) for data in latest)
+    return LikeTotals(room_total=room_total, counted=counted)
 
 
 class LockedStream:

@@ -24,6 +24,7 @@ from TikTokLive.proto import (
     CommonMessageData,
     Gift,
     User,
+    WebcastBarrageMessage,
     WebcastChatMessage,
     WebcastControlMessage,
     WebcastGiftMessage,
@@ -61,6 +62,13 @@ GIFTS: dict[str, GiftInfo] = {
 # "follow" / "share" in this key.
 FOLLOW_KEY = "pm_main_follow_message_viewer_2"
 SHARE_KEY = "pm_mt_guidance_share"
+
+# How TikTok marks its Super Fan barrages (display type, text, sub type), as a real
+# LIVE sends them: a viewer who became a Super Fan (a subscription), and an existing
+# Super Fan entering the LIVE (not one).
+SUPER_FAN_BECAME = ("ttlive_superFan_commentNotif_someoneBecameSuperFan", "{0:user} just became a Super Fan")
+SUPER_FAN_JOINED = ("ttlive_superFan_commentNotif_superFanJoined", "Super Fan {0:user} joined")
+SUBSCRIBE_VIA = ("subnotify", "superfan", "member")
 
 
 def gift_info(spec: dict[str, Any]) -> GiftInfo:
@@ -139,25 +147,35 @@ class MessageFactory:
         info = gift_info(spec)
         msg_id, header = self._common("WebcastGiftMessage")
         gift = Gift(id=info.id, name=info.name, diamond_count=info.diamond_count, type=1 if info.streakable else 2)
-        dynamic = bytes(
-            WebcastGiftMessage(
-                common=header,
-                gift_id=info.id,
-                gift=gift,
-                repeat_count=int(spec.get("repeat_count", 1)),
-                combo_count=int(spec.get("repeat_count", 1)),
-                repeat_end=1 if spec.get("repeat_end", True) else 0,
-                group_id=int(spec.get("group_id", 0)),
-                fan_ticket_count=info.diamond_count,
-            )
+        message = WebcastGiftMessage(
+            common=header,
+            gift_id=info.id,
+            gift=gift,
+            repeat_count=int(spec.get("repeat_count", 1)),
+            combo_count=int(spec.get("repeat_count", 1)),
+            repeat_end=1 if spec.get("repeat_end", True) else 0,
+            group_id=int(spec.get("group_id", 0)),
+            fan_ticket_count=info.diamond_count,
         )
+        if spec.get("to_user"):
+            # A gift for someone on screen (a guest of a multi-guest LIVE, or the host named).
+            handle = str(spec["to_user"])
+            nickname = str(spec.get("to_nickname", handle))
+            message.to_user = User(id=user_id_for(handle), nickname=nickname, display_id=handle)
+            message.to_member_id = str(user_id_for(handle))
+            message.to_member_nickname = nickname
+        dynamic = bytes(message)
         return self._message("WebcastGiftMessage", self._user_part(WebcastGiftMessage, spec) + dynamic, msg_id)
 
     def _build_like(self, spec: dict[str, Any]) -> BaseProtoMessage:
         count = int(spec.get("count", 1))
         self.like_total += count
+        # The room's total as TikTok states it: a running sum unless the step says otherwise
+        # (``room_total``; an out-of-order or batched message can say less than the sum).
+        total = int(spec.get("room_total", spec.get("total", self.like_total)))
+        self.like_total = max(self.like_total, total)
         msg_id, header = self._common("WebcastLikeMessage")
-        dynamic = bytes(WebcastLikeMessage(common=header, count=count, total=int(spec.get("total", self.like_total))))
+        dynamic = bytes(WebcastLikeMessage(common=header, count=count, total=total))
         return self._message("WebcastLikeMessage", self._user_part(WebcastLikeMessage, spec) + dynamic, msg_id)
 
     def _build_follow(self, spec: dict[str, Any]) -> BaseProtoMessage:
@@ -180,11 +198,46 @@ class MessageFactory:
         return self._message("WebcastMemberMessage", self._user_part(WebcastMemberMessage, spec) + dynamic, msg_id)
 
     def _build_subscribe(self, spec: dict[str, Any]) -> BaseProtoMessage:
+        via = spec.get("via", "subnotify")
+        if via == "superfan":
+            return self._super_fan(spec, SUPER_FAN_BECAME, "BecomingSuperFanLv1")
+        if via == "member":
+            msg_id, header = self._common("WebcastMemberMessage")
+            dynamic = bytes(WebcastMemberMessage(common=header, action=MemberMessageAction.SUBSCRIBED))
+            part = self._user_part(WebcastMemberMessage, spec)
+            return self._message("WebcastMemberMessage", part + dynamic, msg_id)
+        if via != "subnotify":
+            raise ValueError(f"subscribe via {via!r}: use one of {', '.join(SUBSCRIBE_VIA)}")
         msg_id, header = self._common("WebcastSubNotifyMessage")
         dynamic = bytes(WebcastSubNotifyMessage(common=header, sub_month=int(spec.get("sub_month", 1))))
         return self._message(
             "WebcastSubNotifyMessage", self._user_part(WebcastSubNotifyMessage, spec) + dynamic, msg_id
         )
+
+    def _build_superfan_join(self, spec: dict[str, Any]) -> BaseProtoMessage:
+        return self._super_fan(spec, SUPER_FAN_JOINED, "fans_entrance")
+
+    def _build_barrage(self, spec: dict[str, Any]) -> BaseProtoMessage:
+        # A banner TikTokLive has no event of its own for (a BarrageEvent): a generic event.
+        msg_id, header = self._common("WebcastBarrageMessage")
+        text = Text(key=str(spec.get("display_type", "pm_mt_notice")), default_pattern=str(spec.get("text", "")))
+        dynamic = bytes(WebcastBarrageMessage(common=header, content=text))
+        return self._message("WebcastBarrageMessage", self._user_part(WebcastBarrageMessage, spec) + dynamic, msg_id)
+
+    def _super_fan(self, spec: dict[str, Any], marker: tuple[str, str], sub_type: str) -> BaseProtoMessage:
+        """A WebcastBarrageMessage with TikTok's Super Fan marker as its display type
+        (``Text.key``: field 1, ``display_type`` in older protos) in both places it can be."""
+        display_type, pattern = marker
+        msg_id, header = self._common("WebcastBarrageMessage")
+        dynamic = bytes(
+            WebcastBarrageMessage(
+                common=header,
+                content=Text(key=display_type, default_pattern=pattern),
+                common_barrage_content=Text(key=display_type, default_pattern=pattern),
+                sub_type=sub_type,
+            )
+        )
+        return self._message("WebcastBarrageMessage", self._user_part(WebcastBarrageMessage, spec) + dynamic, msg_id)
 
     def _build_viewers(self, spec: dict[str, Any]) -> BaseProtoMessage:
         msg_id, header = self._common("WebcastRoomUserSeqMessage")

@@ -9,14 +9,20 @@ from project.tiktok_events.capture.normalize import CapturedEvent
 
 
 def event_line(event: CapturedEvent) -> str | None:
-    """One console line per event, as in the seeds (``💬 usuario123: Hola!``, ``🎁 usuario456 sent Rose x1``)."""
+    """One console line per event, as in the seeds (``💬 usuario123: Hola!``, ``🎁 usuario456 sent Rose x1``).
+
+    None for what is not news: TikTok's history (sent again on connect) and a
+    subscription already announced another way.
+    """
     who = event.user_nickname or event.user_unique_id or "?"
     data = event.event_data
+    if data.get("is_history") or "duplicate_of_msg_id" in data:
+        return None
     match event.event_type:
         case "CommentEvent":
             return f"💬 {who}: {data.get('comment', '')}"
         case "GiftEvent":
-            return f"🎁 {who} sent {data.get('gift', {}).get('name', '?')} x{event.repeat_count}"
+            return f"🎁 {who} sent {data.get('gift', {}).get('name', '?')} x{event.repeat_count}{_to_guest(data)}"
         case "LikeEvent":
             count = int(data.get("count", 1))
             return f"❤️ {who} liked" if count == 1 else f"❤️ {who} sent {count} likes"
@@ -33,12 +39,22 @@ def event_line(event: CapturedEvent) -> str | None:
     return None
 
 
+def _to_guest(data: dict) -> str:
+    """`` to @guest`` for a gift sent to a guest of a multi-guest LIVE, else nothing."""
+    to_user = data.get("to_user") or {}
+    if to_user.get("is_host", True):
+        return ""
+    name = to_user.get("unique_id")
+    return f" to @{name}" if name else f" to {to_user.get('nickname') or 'a guest'}"
+
+
 class CaptureOutput:
     """Console output of a capture run; ``events=False`` keeps only the status lines."""
 
     def __init__(self, stream: TextIO | None = None, *, events: bool = True) -> None:
         self.stream = stream or sys.stdout
         self.events = events
+        self.likes_room_total = 0  # TikTok's like total for the room, kept up by the pipeline
 
     def line(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -79,4 +95,5 @@ class CaptureOutput:
             self.line(f"✅ The capture caught up with the live (now {seconds:.1f} s behind)")
 
     def finished(self, session_id: int, stored: int, reason: str) -> None:
-        self.line(f"🏁 Session #{session_id} ended ({reason}): {stored} events stored")
+        likes = f", {self.likes_room_total} likes in the room (TikTok's total)" if self.likes_room_total else ""
+        self.line(f"🏁 Session #{session_id} ended ({reason}): {stored} events stored{likes}")

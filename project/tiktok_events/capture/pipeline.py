@@ -22,8 +22,17 @@ from typing import Any
 
 from project.tiktok_events.capture.backlog import Backlog
 from project.tiktok_events.capture.batches import Settled, WriteBatch, WriteResult
-from project.tiktok_events.capture.normalize import TRANSPORT_EVENTS, CapturedEvent, normalize
+from project.tiktok_events.capture.normalize import (
+    RAW_MESSAGE_TYPES,
+    SUBSCRIBE,
+    TRANSPORT_EVENTS,
+    CapturedEvent,
+    Host,
+    normalize,
+    raw_message,
+)
 from project.tiktok_events.capture.output import CaptureOutput
+from project.tiktok_events.capture.repeats import DEDUP_WINDOW, RecentIds, RecentSubscriptions
 from project.tiktok_events.capture.rows import EventRow, Streak
 from project.tiktok_events.capture.stats import CaptureStats
 from project.tiktok_events.capture.streaks import StreakTracker
@@ -32,33 +41,30 @@ from project.tiktok_events.capture.writer import BatchWriter
 log = logging.getLogger("capture")
 
 MAX_BATCH_ROWS = 5_000  # inserts per batch: a backlog is written in pieces, not in one huge COPY
-DEDUP_WINDOW = 200_000  # message ids remembered; reconnect replays reach back seconds, not hours
 WRITE_RETRY_SECONDS = (0.5, 1, 2, 5, 10)
 IDLE_SETTLE_SECONDS = 0.05  # how long an idle flusher waits for the confirms in flight before looking again
+# Stored for the record, never dispatched, whatever the configs say: no service can act on them.
+NEVER_DISPATCHED = set(RAW_MESSAGE_TYPES.values())
 
 
-class RecentIds:
-    """The last ``size`` message ids seen, for de-duplicating replays after a reconnect."""
-
-    def __init__(self, size: int) -> None:
-        self._order: collections.deque[int] = collections.deque()
-        self._ids: set[int] = set()
-        self._size = size
-
-    def add(self, msg_id: int) -> bool:
-        """Remember ``msg_id``; False if it was already there."""
-        if msg_id in self._ids:
-            return False
-        self._ids.add(msg_id)
-        self._order.append(msg_id)
-        if len(self._order) > self._size:
-            self._ids.discard(self._order.popleft())
-        return True
+def dispatchable(captured: CapturedEvent) -> bool:
+    """False for what services must not react to: TikTok's history (sent again on every
+    connect), a subscription already announced another way, a message no event came out of."""
+    if captured.event_type in NEVER_DISPATCHED:
+        return False
+    data = captured.event_data
+    return not data.get("is_history") and "duplicate_of_msg_id" not in data
 
 
 class CapturePipeline:
     def __init__(
-        self, output: CaptureOutput, writer: BatchWriter, *, streak_timeout: float, backlog: Backlog | None = None
+        self,
+        output: CaptureOutput,
+        writer: BatchWriter,
+        *,
+        streak_timeout: float,
+        backlog: Backlog | None = None,
+        host_username: str = "",
     ) -> None:
         self.output = output
         self.writer = writer
@@ -71,6 +77,9 @@ class CapturePipeline:
         self._seen = RecentIds(DEDUP_WINDOW)
         self._frame_sent_ms: int | None = None
         self._history = False  # the message being parsed is TikTok's history (sent on connect)
+        self._message: Any = None  # ... the BaseProtoMessage itself
+        self.host = Host(host_username)
+        self._subscriptions = RecentSubscriptions()
         self._new: list[EventRow] = []
         self._updated: dict[int, EventRow] = {}
         self._dispatch: list[EventRow] = []
@@ -104,33 +113,48 @@ class CapturePipeline:
     def on_message(self, message: Any) -> None:
         """CaptureClient.message_listener: a message, before the events parsed from it."""
         self._history = bool(getattr(message, "is_history", False))
+        self._message = message
 
     def on_raw(self, message: Any, reason: str) -> None:
-        """CaptureClient.raw_listener: a message no event came out of ("unknown" or "unparsed")."""
+        """CaptureClient.raw_listener: a message no event came out of ("unknown" or "unparsed"):
+        stored with its raw payload as UnknownEvent / UnparsedEvent, never dispatched."""
         self.last_activity = time.monotonic()
         if reason == "unknown":
             self.stats.unknown += 1
         else:
             self.stats.unreadable += 1
         log.info("a TikTok message gave no event", extra={"method": message.method, "reason": reason})
+        self._take(raw_message(message, reason, frame_sent_ms=self._frame_sent_ms))
 
     def on_event(self, event: Any) -> None:
         self.last_activity = time.monotonic()
         if type(event).__name__ in TRANSPORT_EVENTS:
             return
+        message = self._message
+        payload = message.payload if message is not None else None
         try:
-            captured = normalize(event, frame_sent_ms=self._frame_sent_ms)
+            captured = normalize(event, frame_sent_ms=self._frame_sent_ms, host=self.host, payload=payload)
         except Exception:
             self.stats.unreadable += 1
             log.exception("could not normalise a TikTok event", extra={"event_type": type(event).__name__})
-            return
+            if message is None:
+                return
+            captured = raw_message(message, "unparsed", frame_sent_ms=self._frame_sent_ms)
+        self._take(captured)
+
+    def _take(self, captured: CapturedEvent) -> None:
         # TikTokLive emits a custom event (FollowEvent, ShareEvent, LiveEndEvent...) *before*
         # the raw one it was derived from (SocialEvent, ControlEvent); both carry the same
         # message id, so the first wins and the message is stored once, under the seeds' name.
-        # The same check drops messages replayed after a reconnect.
+        # The same check drops messages replayed after a reconnect (history included).
         if captured.msg_id is not None and not self._seen.add(captured.msg_id):
             self.stats.duplicates += 1
             return
+        if self._history:
+            # TikTok's recent messages, sent again on connect: kept, not news to react to.
+            captured.event_data["is_history"] = True
+        elif captured.event_type == SUBSCRIBE:
+            self._subscriptions.mark_repeat(captured)
         self.receive(captured)
 
     def receive(self, captured: CapturedEvent) -> None:
@@ -152,26 +176,36 @@ class CapturePipeline:
     def accept(self, captured: CapturedEvent) -> None:
         if self.stats.first_received is None:
             self.stats.first_received = captured.received_mono
-        if captured.event_type == "GiftEvent":
+        dispatch = dispatchable(captured)
+        if captured.event_type == "GiftEvent" and dispatch:
             outcome = self.streaks.gift(captured, time.monotonic())
             self._queue(outcome.row, new=outcome.new, dispatch=outcome.dispatch)
         else:
+            # (A gift of TikTok's history is stored as it came, outside the streaks.)
             if captured.event_type == "LikeEvent":
                 self._add_like_totals(captured)
             elif captured.event_type == "LiveEndEvent":
                 self.live_ended = True
-            self._queue(EventRow(captured), new=True, dispatch=True)
+            self._queue(EventRow(captured), new=True, dispatch=dispatch)
         self._wakeup.set()
 
     def _add_like_totals(self, captured: CapturedEvent) -> None:
+        """The capture's running sums of per-message counts (lower bounds: TikTok batches
+        likes and under-reports ``count``) and the highest room total TikTok stated (exact)."""
         if "user_total" in captured.event_data:
             return  # counted by the run that received it (an event kept on disk at its end)
+        room_total = int(captured.event_data.get("room_total", 0))
+        if room_total > self.stats.likes_room_total:
+            # Never lowered by a message that arrives out of order.
+            self.stats.likes_room_total = self.output.likes_room_total = room_total
+        if captured.event_data.get("is_history"):
+            return  # sent before this capture (or already counted): not in its sums
         count = int(captured.event_data.get("count", 0))
         key = captured.user_id or captured.user_unique_id
         self._like_totals[key] += count
         self._like_session_total += count
         captured.event_data["user_total"] = self._like_totals[key]
-        captured.event_data["session_total"] = self._like_session_total
+        captured.event_data["session_total"] = self.stats.likes_counted = self._like_session_total
 
     def _queue(self, row: EventRow, *, new: bool, dispatch: bool) -> None:
         if new:

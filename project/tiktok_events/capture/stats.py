@@ -63,6 +63,11 @@ class CaptureStats:
     write_retries: int = 0
     spilled: int = 0  # events written to the spill file while PostgreSQL was away
     backlog_max: int = 0  # the most events waiting in memory at once
+    # Likes: TikTok's room-wide total (WebcastLikeMessage.total, the highest seen: exact,
+    # as TikTok counts it) and the sum of the like messages' counts (a lower bound:
+    # TikTok batches likes into messages and does not send every one).
+    likes_room_total: int = 0
+    likes_counted: int = 0
     # Milliseconds from the frame's send time (ProtoMessageFetchResult.now) to the
     # broker's confirmation of its QueueItems; and from our handler to the same.
     # Histograms: fixed memory however long the live (see latency.py).
@@ -96,6 +101,8 @@ class CaptureStats:
             "write_retries": self.write_retries,
             "events_spilled": self.spilled,
             "backlog_max_events": self.backlog_max,
+            "likes_room_total": self.likes_room_total,
+            "likes_counted": self.likes_counted,
             "events_per_s": round(confirmed / span, 1) if span > 0 else None,
             "frame_to_confirm_ms": self.frame_to_confirm_ms.summary(),
             "handler_to_confirm_ms": self.handler_to_confirm_ms.summary(),
