@@ -8,12 +8,27 @@ defaults to it, ``user_id`` to a stable number derived from it)::
 
     {"type": "comment",   "user": "maria", "nickname": "María 🌸", "text": "hola"}
     {"type": "gift",      "user": "juan", "gift": "Rose", "repeat": 5}
-    {"type": "like",      "user": "ana", "count": 15}
-    {"type": "follow" | "share" | "join" | "subscribe", "user": "leo"}
+    {"type": "gift",      "user": "juan", "gift": "Rose", "to_user": "guest_handle"}
+                                   for a guest of a multi-guest LIVE (``to_nickname`` optional)
+    {"type": "like",      "user": "ana", "count": 15, "room_total": 900}
+                                   room_total: TikTok's like total for the room (default:
+                                   the running sum of the counts sent)
+    {"type": "follow" | "share" | "join", "user": "leo"}
+    {"type": "subscribe", "user": "leo", "via": "subnotify" | "superfan" | "member"}
+                                   how TikTok says it: a WebcastSubNotifyMessage (default), a
+                                   Super Fan WebcastBarrageMessage ("just became a Super Fan"),
+                                   or a WebcastMemberMessage with action SUBSCRIBED
+    {"type": "superfan_join", "user": "leo"}   an existing Super Fan enters the LIVE (a barrage)
+    {"type": "barrage", "user": "leo", "text": "...", "display_type": "pm_mt_notice"}
+                                   a banner with no event of its own (stored as a generic event)
     {"type": "viewers",   "total": 120}
     {"type": "unknown",   "method": "WebcastSomethingNewMessage"}
     {"type": "truncated"}          a chat payload cut mid-character (unparseable)
     {"type": "end"}                the streamer ends the LIVE
+
+Any message step with ``"history": true`` is not played on the socket: it goes into
+the first fetch (the sign server's answer) with ``is_history`` set, as TikTok sends
+a LIVE's recent comments to a client that connects (``Scenario.first_fetch``).
 
 A ``gift`` of a streakable gift (Rose, TikTok, Finger Heart, Doughnut, or
 ``"streakable": true``) with ``repeat: N`` is sent as N messages, one per
@@ -53,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .messages import gift_info
+from .messages import SUBSCRIBE_VIA, gift_info
 
 MESSAGE_TYPES = {
     "comment",
@@ -63,6 +78,8 @@ MESSAGE_TYPES = {
     "share",
     "join",
     "subscribe",
+    "superfan_join",
+    "barrage",
     "viewers",
     "unknown",
     "truncated",
@@ -93,6 +110,8 @@ class Scenario:
     blocked_sockets: int = 0  # this many WebSocket upgrades are refused (DEVICE_BLOCKED); -1 = every one
     rate_limited_fetches: int = 0  # this many sign requests are answered 429 ...
     retry_after: int | None = None  # ... with this Retry-After (None: RateLimit-Reset in 1 s, no Retry-After)
+    # Message steps marked "history": sent in the first fetch of the first connection, is_history set.
+    first_fetch: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ScenarioError(ValueError):
@@ -104,6 +123,7 @@ def compile_steps(
 ) -> Scenario:
     actions: list[Action] = []
     pending: list[dict[str, Any]] = []
+    first_fetch: list[dict[str, Any]] = []
 
     def flush() -> None:
         while pending:
@@ -116,7 +136,13 @@ def compile_steps(
         if not isinstance(step, dict) or "type" not in step:
             raise ScenarioError(f"step {number}: expected an object with a 'type', got {step!r}")
         kind = step["type"]
-        if kind == "gift" and int(step.get("repeat", 1)) > 1 and gift_info(step).streakable:
+        if kind in MESSAGE_TYPES:
+            _check_message(number, step)
+        if step.get("history"):
+            if kind not in MESSAGE_TYPES:
+                raise ScenarioError(f"step {number}: only a message step can be history, not {kind!r}")
+            first_fetch.append(step)
+        elif kind == "gift" and int(step.get("repeat", 1)) > 1 and gift_info(step).streakable:
             flush()
             actions.extend(_streak_actions(step))
         elif kind in MESSAGE_TYPES:
@@ -129,6 +155,9 @@ def compile_steps(
             for event in events:
                 if event.get("type") not in MESSAGE_TYPES:
                     raise ScenarioError(f"step {number}: frame event {event!r} is not a message step")
+                if event.get("history"):
+                    raise ScenarioError(f"step {number}: a history message goes on its own, not in a frame")
+                _check_message(number, event)
             actions.append(Action("frame", specs=list(events), late=float(step.get("late", 0))))
         elif kind in TRANSPORT_TYPES:
             flush()
@@ -136,7 +165,13 @@ def compile_steps(
         else:
             raise ScenarioError(f"step {number}: unknown type {kind!r}")
     flush()
-    return Scenario(name=name, actions=actions, loop=loop)
+    return Scenario(name=name, actions=actions, loop=loop, first_fetch=first_fetch)
+
+
+def _check_message(number: int, step: dict[str, Any]) -> None:
+    """What the message factory would only find out while playing."""
+    if step["type"] == "subscribe" and step.get("via", "subnotify") not in SUBSCRIBE_VIA:
+        raise ScenarioError(f"step {number}: subscribe via {step['via']!r}: use one of {', '.join(SUBSCRIBE_VIA)}")
 
 
 def _streak_actions(step: dict[str, Any]) -> list[Action]:

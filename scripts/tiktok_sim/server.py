@@ -192,9 +192,12 @@ async def sign_fetch(request: web.Request) -> web.Response:
     if request.query.get("room_id") != str(room.room_id):
         return web.json_response({"code": 400, "message": "unknown room_id"}, status=400)
     room.route_token = secrets.token_hex(8)
-    # A reconnect starts with recent history again, as TikTok's first fetch does.
+    # A reconnect starts with recent history again, as TikTok's first fetch does (the first
+    # connection: the scenario's "history" steps).
+    first_fetch, room.scenario.first_fetch = room.scenario.first_fetch, []
     replay = [
-        BaseProtoMessage(method=m.method, payload=m.payload, msg_id=m.msg_id, is_history=True) for m in room.history
+        BaseProtoMessage(method=m.method, payload=m.payload, msg_id=m.msg_id, is_history=True)
+        for m in [*(room.factory.build(spec) for spec in first_fetch), *room.history]
     ]
     room.counters["history_replayed"] += len(replay)
     first = ProtoMessageFetchResult(
