@@ -356,3 +356,15 @@ def test_a_proxy_setting_that_is_not_a_url_is_refused(vhost, seeded):
         run = capture(vhost, tiktok, env={"TIKTOK_HTTP_PROXY": "proxy.example:8080"})
     assert run.returncode == 1
     assert "is not a proxy URL" in run.output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recording_that_cannot_be_written_is_refused_before_connecting(vhost, seeded, tmp_path):
+    target = tmp_path / "no such folder" / "live.ttlive"
+    with simulator("live-end") as tiktok:
+        run = capture(vhost, tiktok, args=["--record", str(target)])
+        status = tiktok.status()
+    assert run.returncode == 1
+    assert f"Cannot write the recording {target}: No such file or directory" in run.output
+    assert "Traceback" not in run.output
+    assert status.get("sign_requests", 0) == 0 and not LiveSession.objects.exists()

@@ -342,6 +342,12 @@ class CaptureRunner:
             return
         try:
             await asyncio.wait_for(self._client.disconnect(), timeout=10)
+        except asyncio.CancelledError:
+            # TikTokLive awaits its socket task, which a dropped connection may have had
+            # cancelled: that CancelledError is the socket's, not this task's.
+            if asyncio.current_task().cancelling():
+                raise
+            log.info("disconnect did not finish cleanly", extra={"error": "the socket task was cancelled"})
         except Exception as exc:  # a dead socket must not block the reconnect or the shutdown
             log.info("disconnect did not finish cleanly", extra={"error": str(exc)[:200]})
 

@@ -31,8 +31,9 @@ def add_capture_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--simulate",
         metavar="SCENARIO",
-        help="capture from the local TikTok simulator: demo, flood, streaks, disconnect, weird-names, malformed, "
-        "live-end, offline, not-found, rate-limit, or a scenario .json file",
+        help="capture from the local TikTok simulator: demo, flood, steady, streaks, disconnect, weird-names, "
+        "malformed, live-end, offline, not-found, rate-limit, offline-then-live, blocked, rate-limit-long, "
+        "a scenario .json file, or a recording made with --record (.ttlive)",
     )
     parser.add_argument(
         "--record",
@@ -119,6 +120,15 @@ def capture_options(options: dict, endpoints: TikTokEndpoints, username: str, ac
     )
 
 
+def build_runner(options: dict, endpoints: TikTokEndpoints, username: str, access: TikTokAccess, output):
+    from project.tiktok_events.capture.runner import CaptureRunner
+
+    try:
+        return CaptureRunner(capture_options(options, endpoints, username, access), output)
+    except OSError as exc:  # the --record file (the only file a runner opens)
+        raise CommandError(f"❌ Cannot write the recording {options['record']}: {exc.strerror or exc}") from exc
+
+
 @contextlib.contextmanager
 def endpoints_for(options: dict, output: CaptureOutput):
     if not options["simulate"]:
@@ -163,9 +173,7 @@ class Command(BaseCommand):
         output = CaptureOutput(self.stdout, events=not options["quiet"])
         access = capture_access(output, simulated=bool(options["simulate"]))
         with endpoints_for(options, output) as endpoints:
-            from project.tiktok_events.capture.runner import CaptureRunner
-
-            runner = CaptureRunner(capture_options(options, endpoints, username, access), output)
+            runner = build_runner(options, endpoints, username, access, output)
             try:
                 result = asyncio.run(runner.run())
             except CaptureAborted as exc:

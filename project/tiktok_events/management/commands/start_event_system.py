@@ -21,8 +21,8 @@ from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.dashboard import LINE, Dashboard, DashboardData, LockedStream, ServiceRow
 from project.tiktok_events.management.commands.capture_tiktok_live import (
     add_capture_arguments,
+    build_runner,
     capture_access,
-    capture_options,
     endpoints_for,
     resolve_username,
 )
@@ -67,9 +67,7 @@ class Command(BaseCommand):
         try:
             say.line(f"\n{LINE}\n📡 STARTING TIKTOK LIVE CAPTURE\n{LINE}\n")
             with endpoints_for(options, say) as endpoints:
-                from project.tiktok_events.capture.runner import CaptureRunner
-
-                runner = CaptureRunner(capture_options(options, endpoints, username, access), say)
+                runner = build_runner(options, endpoints, username, access, say)
                 result = asyncio.run(self._run(runner, supervisor, dashboard, say, options))
         except CaptureAborted as exc:
             raise CommandError(f"❌ {exc}") from exc
