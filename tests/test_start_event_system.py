@@ -33,6 +33,9 @@ def test_it_runs_the_demo_for_its_duration_and_finishes_every_item(
     assert "✅ 2 worker(s) started" in output
     assert "📊 SYSTEM STATISTICS" in output and f"🆔 Session ID: {run.session_id}" in output
     assert "\x1b[" not in output  # not a terminal: plain blocks, no live view
+    likes = run.summary["capture"]
+    assert f"❤️  Likes in the room: {likes['likes_room_total']:,} (TikTok's total, exact)" in output
+    assert f"❤️  Likes received: {likes['likes_counted']:,} (sum of like messages, a lower bound)" in output
     assert "👋 2 worker(s) stopped" in output
     summary = run.summary
     captured = summary["events_captured"]
@@ -52,7 +55,7 @@ def test_it_runs_the_demo_for_its_duration_and_finishes_every_item(
 
 
 def test_it_refuses_to_start_without_a_live(vhost, seeded):
-    run = run_capture(vhost, "offline", command="start_event_system", timeout=300)
+    run = run_capture(vhost, "offline", command="start_event_system", args=["--no-wait"], timeout=300)
     assert run.returncode == 1
     assert "is not live right now" in run.output
     assert "👋 2 worker(s) stopped" in run.output  # the workers it started are stopped again

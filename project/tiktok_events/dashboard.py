@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 LINE = "=" * 70
-# TikTok may deliver like messages out of order: the room's total is the highest among this many latest.
-LIKES_LOOKBACK = 50
 
 
 @dataclass
@@ -29,6 +27,13 @@ class LikeTotals:
 
     room_total: int
     counted: int
+
+    @classmethod
+    def of(cls, stats) -> LikeTotals | None:
+        """From a capture's stats (``CaptureStats``); None before the session's first like."""
+        if not (stats.likes_room_total or stats.likes_counted):
+            return None
+        return cls(room_total=stats.likes_room_total, counted=stats.likes_counted)
 
 
 @dataclass
@@ -76,27 +81,6 @@ def render(data: DashboardData) -> list[str]:
         lines.append(data.note)
     lines.append(LINE)
     return lines
-
-
-def like_totals(session_id: int) -> LikeTotals | None:
-    """The session's like totals from its latest LikeEvents (None before its first like).
-
-    ``room_total`` as TikTok stated it, the highest among the latest few (an older
-    message arriving late says less); ``counted``: the capture's running sum
-    (``session_total``) on the latest. Reads a handful of rows, however long the live.
-    """
-    from project.tiktok_events.models import LiveEvent
-
-    latest = list(
-        LiveEvent.objects.filter(session_id=session_id, event_type="LikeEvent")
-        .order_by("-id")
-        .values_list("event_data", flat=True)[:LIKES_LOOKBACK]
-    )
-    if not latest:
-        return None
-    room_total = max(int(data.get("room_total") or 0) for data in latest)
-    counted = max(int(data.get("session_total") or 0) for data in latest)
-    return LikeTotals(room_total=room_total, counted=counted)
 
 
 class LockedStream:

@@ -52,8 +52,9 @@ Transport steps::
 A JSON object may also set how TikTok and the sign server treat the capture:
 ``"offline_for": 10`` (the live starts 10 s after the simulator), ``"blocked_sockets": 2``
 (the first two WebSocket upgrades are refused with TikTok's DEVICE_BLOCKED answer; -1 for
-every one), ``"rate_limited_fetches": 2`` with ``"retry_after": 20`` (the sign server answers
-429 twice, with ``Retry-After: 20``).
+every one; ``"blocked_status"`` and ``"blocked_reason"`` change the answer),
+``"rate_limited_fetches": 2`` with ``"retry_after": 20`` (the sign server answers 429 twice,
+with ``Retry-After: 20``; 0 gives no hint at all).
 
 Consecutive message steps are packed into frames of up to ``frame_size``
 messages, ``interval`` seconds apart, like TikTok batches them.
@@ -108,8 +109,10 @@ class Scenario:
     # What real TikTok and its sign server do to a capture (JSON keys of the same names):
     offline_for: float = 0.0  # the streamer goes live this many seconds after the simulator starts
     blocked_sockets: int = 0  # this many WebSocket upgrades are refused (DEVICE_BLOCKED); -1 = every one
+    blocked_status: int = 200  # ... with this HTTP status (TikTok answers 200 without upgrading)
+    blocked_reason: str = "DEVICE_BLOCKED"  # ... and this Handshake-Msg
     rate_limited_fetches: int = 0  # this many sign requests are answered 429 ...
-    retry_after: int | None = None  # ... with this Retry-After (None: RateLimit-Reset in 1 s, no Retry-After)
+    retry_after: int | None = None  # ... with this Retry-After (None: RateLimit-Reset in 1 s; 0: no hint)
     # Message steps marked "history": sent in the first fetch of the first connection, is_history set.
     first_fetch: list[dict[str, Any]] = field(default_factory=list)
 
@@ -187,7 +190,14 @@ def _streak_actions(step: dict[str, Any]) -> list[Action]:
     return actions
 
 
-SERVER_OPTIONS = {"offline_for": float, "blocked_sockets": int, "rate_limited_fetches": int, "retry_after": int}
+SERVER_OPTIONS = {
+    "offline_for": float,
+    "blocked_sockets": int,
+    "blocked_status": int,
+    "blocked_reason": str,
+    "rate_limited_fetches": int,
+    "retry_after": int,
+}
 
 
 def load_file(path: str | Path) -> Scenario:

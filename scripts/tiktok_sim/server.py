@@ -222,10 +222,11 @@ async def sign_fetch(request: web.Request) -> web.Response:
 def _rate_limited(room: LiveRoom) -> web.Response:
     """A 429 as the sign server sends it: RateLimit-Remaining is a count (0 once the limit is hit)."""
     headers = {"RateLimit-Limit": "5", "RateLimit-Remaining": "0"}
-    if room.scenario.retry_after is not None:
+    if room.scenario.retry_after:
         headers["Retry-After"] = str(room.scenario.retry_after)
-    else:
+    elif room.scenario.retry_after is None:
         headers["RateLimit-Reset"] = str(int(time.time()) + 1)
+    # retry_after 0: no hint at all (TikTokLive then says "try again in 0 seconds")
     body = {"code": 429, "message": "Too many connections (simulated sign-server limit)", "limit_label": "sim"}
     return web.json_response(body, status=429, headers=headers)
 
@@ -236,7 +237,10 @@ async def push_socket(request: web.Request) -> web.StreamResponse:
         # TikTok's refusal: no upgrade, a 200 with the reason in its headers.
         room.blocked_left -= 1 if room.blocked_left > 0 else 0
         room.counters["blocked_sockets"] += 1
-        return web.Response(status=200, headers={"Handshake-Msg": "DEVICE_BLOCKED", "Handshake-Status": "415"})
+        reason = room.scenario.blocked_reason
+        return web.Response(
+            status=room.scenario.blocked_status, headers={"Handshake-Msg": reason, "Handshake-Status": "415"}
+        )
     if request.cookies.get("sessionid"):
         room.session_ids.add(request.cookies["sessionid"][-4:])
     if request.query.get("wrss") != room.route_token or request.query.get("room_id") != str(room.room_id):

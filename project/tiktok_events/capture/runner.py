@@ -84,7 +84,9 @@ class CaptureRunner:
         # Session rows are written from a thread; event batches by the batch writer.
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-sessions")
         self.batch_writer = BatchWriter(separate_process=options.writer_process)
-        self.pipeline = CapturePipeline(output, self.batch_writer, streak_timeout=options.streak_timeout)
+        self.pipeline = CapturePipeline(
+            output, self.batch_writer, streak_timeout=options.streak_timeout, host_username=options.username
+        )
         self.session: LiveSession | None = None
         self.reconnects = 0
         self._stop = asyncio.Event()

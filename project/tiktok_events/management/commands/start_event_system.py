@@ -18,7 +18,7 @@ from project.queue_system.models import QueueItem
 from project.tiktok_events.capture import store
 from project.tiktok_events.capture.endpoints import CaptureAborted
 from project.tiktok_events.capture.output import CaptureOutput
-from project.tiktok_events.dashboard import LINE, Dashboard, DashboardData, LockedStream, ServiceRow
+from project.tiktok_events.dashboard import LINE, Dashboard, DashboardData, LikeTotals, LockedStream, ServiceRow
 from project.tiktok_events.management.commands.capture_tiktok_live import (
     add_capture_arguments,
     build_runner,
@@ -149,6 +149,7 @@ class Command(BaseCommand):
             events_captured=runner.pipeline.stats.total_stored,
             services=rows,
             note=note,
+            likes=LikeTotals.of(runner.pipeline.stats),
         )
         behind = runner.pipeline.stats.behind
         if behind.behind:
