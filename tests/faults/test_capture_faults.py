@@ -5,6 +5,7 @@ stored and checks every QueueItem's fate."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 
@@ -77,7 +78,9 @@ def test_past_its_backlog_bound_it_spills_to_disk_and_stores_it_all_in_order(vho
     assert run.summary["events_spilled"] >= 500, run.summary
     assert run.summary["backlog_max_events"] <= 100 + 5_000, run.summary  # the bound, and one batch in flight
     assert "the next ones are kept on disk" in run.output
-    assert f"✅ The {run.summary['events_spilled']} events kept on disk are stored" in run.output
+    # Each spill file says so once stored; with a bound of 100 a busy machine can spill twice.
+    stored_from_disk = re.findall(r"✅ The (\d+) events kept on disk are stored", run.output)
+    assert sum(map(int, stored_from_disk)) == run.summary["events_spilled"], stored_from_disk
     assert list(spill_dir.iterdir()) == []  # removed once stored
     # In the order they were sent: the simulator numbers its messages as it sends them.
     msg_ids = list(LiveEvent.objects.filter(session_id=run.session_id).order_by("id").values_list("msg_id", flat=True))
