@@ -53,7 +53,7 @@ class DashboardData:
     services: list[ServiceRow] = field(default_factory=list)
     note: str = ""
     behind_seconds: float | None = None  # set while the capture is behind the live
-    likes: LikeTotals | None = None  # set once the session has a like (see like_totals)
+    likes: LikeTotals | None = None  # set once the session has a like (LikeTotals.of)
 
 
 def render(data: DashboardData) -> list[str]:

@@ -24,30 +24,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import requests
 
 from tests.capture_helpers import ROOT, CaptureRun
 from tests.servers import Vhost, subprocess_env
+from tests.simulated_tiktok import Simulator
 
 
-@dataclass
-class SimulatedLive:
-    ready: dict[str, Any]
-
-    @property
-    def env(self) -> dict[str, str]:
-        """Where the capture finds the simulator: the ordinary endpoint settings."""
-        return {
-            "TIKTOK_APP_URL": self.ready["app_url"],
-            "TIKTOK_WEBCAST_URL": self.ready["webcast_url"],
-            "TIKTOK_SIGN_URL": self.ready["sign_url"],
-        }
-
-    def status(self) -> dict[str, Any]:
-        return requests.get(self.ready["status_url"], timeout=10).json()
-
+class SimulatedLive(Simulator):
     def sent(self) -> int:
         """Distinct messages the simulator sent (the live's end included)."""
         return self.status()["unique_messages_sent"]

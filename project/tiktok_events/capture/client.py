@@ -165,12 +165,11 @@ class SignWatch:
     from ``RateLimit-Remaining`` (a count: 0 when the limit is hit), and fails with a
     TypeError when that header is missing; the response itself says when to come back.
     Installed as a response hook of the signer's ``httpx.AsyncClient`` (httpx's own
-    extension point); counts the fetches, so a test can check one per attempt.
+    extension point).
     """
 
     def __init__(self) -> None:
-        self.requests = 0
-        self.refusal: tuple[int, dict[str, str], bytes, float] | None = None  # status, headers, body, time
+        self.refusal: tuple[dict[str, str], bytes, float] | None = None  # the last 429: headers, body, time
 
     def attach(self, client: TikTokLiveClient) -> None:
         http = client.web.signer.client
@@ -181,18 +180,14 @@ class SignWatch:
         self.refusal = None
 
     async def _on_response(self, response: httpx.Response) -> None:
-        if not response.request.url.path.endswith("/webcast/fetch"):
-            return
-        self.requests += 1
-        if response.status_code == 429:
+        if response.status_code == 429 and response.request.url.path.endswith("/webcast/fetch"):
             await response.aread()
-            self.refusal = (response.status_code, dict(response.headers), response.content, time.time())
+            self.refusal = (dict(response.headers), response.content, time.time())
 
     def hint(self) -> RateLimitHint | None:
         if self.refusal is None:
             return None
-        _, headers, body, at = self.refusal
-        return rate_limit_hint(headers, body, at)
+        return rate_limit_hint(*self.refusal)
 
 
 def build_client(
@@ -284,7 +279,7 @@ def _limit_label(watch: SignWatch | None) -> str:
     if watch is None or watch.refusal is None:
         return ""
     try:
-        label = json.loads(watch.refusal[2] or b"{}").get("limit_label", "")
+        label = json.loads(watch.refusal[1] or b"{}").get("limit_label", "")
     except (ValueError, AttributeError):
         label = ""
     return f" ({label})" if label else ""

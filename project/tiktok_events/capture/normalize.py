@@ -182,6 +182,13 @@ def normalize(
     return captured
 
 
+def is_news(captured: CapturedEvent) -> bool:
+    """False for what is stored but not new to react to or announce: TikTok's history (sent
+    again on every connect) and a subscription already announced another way."""
+    data = captured.event_data
+    return not data.get("is_history") and "duplicate_of_msg_id" not in data
+
+
 def raw_message(message: Any, reason: str, *, frame_sent_ms: int | None = None) -> CapturedEvent:
     """The ``CapturedEvent`` of a message no event came out of (``reason``: unknown | unparsed)."""
     payload = bytes(message.payload or b"")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from project.tiktok_events.capture.normalize import CapturedEvent
+from project.tiktok_events.capture.normalize import CapturedEvent, is_news
 
 
 def event_line(event: CapturedEvent) -> str | None:
@@ -14,10 +14,10 @@ def event_line(event: CapturedEvent) -> str | None:
     None for what is not news: TikTok's history (sent again on connect) and a
     subscription already announced another way.
     """
+    if not is_news(event):
+        return None
     who = event.user_nickname or event.user_unique_id or "?"
     data = event.event_data
-    if data.get("is_history") or "duplicate_of_msg_id" in data:
-        return None
     match event.event_type:
         case "CommentEvent":
             return f"💬 {who}: {data.get('comment', '')}"
@@ -54,7 +54,6 @@ class CaptureOutput:
     def __init__(self, stream: TextIO | None = None, *, events: bool = True) -> None:
         self.stream = stream or sys.stdout
         self.events = events
-        self.likes_room_total = 0  # TikTok's like total for the room, kept up by the pipeline
 
     def line(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -94,6 +93,6 @@ class CaptureOutput:
         else:
             self.line(f"✅ The capture caught up with the live (now {seconds:.1f} s behind)")
 
-    def finished(self, session_id: int, stored: int, reason: str) -> None:
-        likes = f", {self.likes_room_total} likes in the room (TikTok's total)" if self.likes_room_total else ""
+    def finished(self, session_id: int, stored: int, reason: str, likes_room_total: int = 0) -> None:
+        likes = f", {likes_room_total} likes in the room (TikTok's total)" if likes_room_total else ""
         self.line(f"🏁 Session #{session_id} ended ({reason}): {stored} events stored{likes}")

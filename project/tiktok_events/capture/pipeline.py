@@ -28,6 +28,7 @@ from project.tiktok_events.capture.normalize import (
     TRANSPORT_EVENTS,
     CapturedEvent,
     Host,
+    is_news,
     normalize,
     raw_message,
 )
@@ -48,12 +49,9 @@ NEVER_DISPATCHED = set(RAW_MESSAGE_TYPES.values())
 
 
 def dispatchable(captured: CapturedEvent) -> bool:
-    """False for what services must not react to: TikTok's history (sent again on every
-    connect), a subscription already announced another way, a message no event came out of."""
-    if captured.event_type in NEVER_DISPATCHED:
-        return False
-    data = captured.event_data
-    return not data.get("is_history") and "duplicate_of_msg_id" not in data
+    """False for what services must not react to: what is not news (``is_news``), a
+    message no event came out of."""
+    return captured.event_type not in NEVER_DISPATCHED and is_news(captured)
 
 
 class CapturePipeline:
@@ -197,7 +195,7 @@ class CapturePipeline:
         room_total = int(captured.event_data.get("room_total", 0))
         if room_total > self.stats.likes_room_total:
             # Never lowered by a message that arrives out of order.
-            self.stats.likes_room_total = self.output.likes_room_total = room_total
+            self.stats.likes_room_total = room_total
         if captured.event_data.get("is_history"):
             return  # sent before this capture (or already counted): not in its sums
         count = int(captured.event_data.get("count", 0))

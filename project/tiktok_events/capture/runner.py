@@ -93,7 +93,6 @@ class CaptureRunner:
         self._stop_reason = ""
         self._client = None
         self._leftovers: asyncio.Task | None = None
-        self.frames_received = 0  # WebSocket messages received, every connection
         self._first_frame = asyncio.Event()  # set by the first frame of a new connection
         self._connected_at = 0.0
         self._socket_task: asyncio.Task | None = None
@@ -371,7 +370,8 @@ class CaptureRunner:
             self.output.warning(f"{kept} events could not be stored; they are kept on disk for the next capture.")
         if self.session is not None:
             await self._in_writer(store.end_session, self.session.pk, status, reason)
-            self.output.finished(self.session.pk, self.pipeline.stats.total_stored, reason)
+            stats = self.pipeline.stats
+            self.output.finished(self.session.pk, stats.total_stored, reason, stats.likes_room_total)
         if self._leftovers is not None:
             try:
                 await asyncio.wait_for(self._leftovers, timeout=120)
@@ -385,7 +385,6 @@ class CaptureRunner:
         self.writer.shutdown(wait=True)
 
     def _on_frame(self, data: bytes, arrival: float) -> None:
-        self.frames_received += 1
         self._first_frame.set()
         if self.recorder is not None:
             self.recorder.frame(data, arrival)
