@@ -1,4 +1,4 @@
-"""The DinoChrome action map: which event does what, overrides, and the README table."""
+"""The DinoChrome action map: which event does what, overrides, and the documented table."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.service_events import gift, live_event, live_session
 
 pytestmark = pytest.mark.django_db
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "services" / "dinochrome.md"
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_it_fills_placeholders_without_evaluating_user_text(session):
     assert text == "{comment} said {nickname.__class__} (1) {unknown}"
 
 
-def test_it_documents_the_action_map_in_the_readme():
-    text = README.read_text(encoding="utf-8")
+def test_it_documents_the_action_map_in_the_docs():
+    text = DOCS.read_text(encoding="utf-8")
     rows = re.findall(r"^\| `([A-Z]\w*Event(?::[^`]+)?)` \| `(.+)` \|$", text, flags=re.M)
     assert {key: actions.split("`, `") for key, actions in rows} == DEFAULT_ACTION_MAP

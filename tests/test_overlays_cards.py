@@ -22,7 +22,7 @@ from tests.service_events import gift, live_event, live_session
 
 pytestmark = pytest.mark.django_db
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "services" / "overlays.md"
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_it_rejects_display_times_it_cannot_use(raw):
         parse_display_times(raw)
 
 
-def test_it_documents_the_default_display_times_in_the_readme():
-    text = README.read_text(encoding="utf-8")
+def test_it_documents_the_default_display_times_in_the_docs():
+    text = DOCS.read_text(encoding="utf-8")
     documented = dict(re.findall(r"^\| `(\w+Event)` \| (\d+(?:\.\d+)?) s \|", text, flags=re.M))
     assert {k: float(v) for k, v in documented.items()} == DEFAULT_DISPLAY_SECONDS

@@ -99,7 +99,7 @@ def check_autovacuum() -> CheckResult:
         False,
         f"{' and '.join(where)}: the rows each live rewrites are never reclaimed ({dead or 'no tables yet'})",
         # On tables that hold rows: analyzed empty, the next live's foreign-key checks keep a
-        # plan for an empty table on each connection (README, "doctor").
+        # plan for an empty table on each connection (docs/operations.md, "doctor").
         " ".join(fixes) + " Until then, run VACUUM ANALYZE between lives, while the tables hold rows.",
         required=False,
     )

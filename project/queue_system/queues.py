@@ -1,6 +1,6 @@
 """The one registry of queue names and arguments; everything else is generated from it.
 
-Per service ``s`` (see "Queue topology" in DESIGN.md):
+Per service ``s`` (see "Queue topology" in docs/architecture.md):
 
 - ``svc.s`` — the only queue the Celery worker of ``s`` consumes: durable,
   ``x-max-priority: 10``, no length limit. Holds every non-discardable task and

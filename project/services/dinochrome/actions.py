@@ -1,6 +1,6 @@
 """The DinoChrome action map: what each event does to the game and the voice.
 
-This is the one place that says it (a test keeps the README's table equal to these
+This is the one place that says it (a test keeps the table in docs/services/dinochrome.md equal to these
 defaults). Keys are an event type, or ``GiftEvent:<gift name>`` for one gift (matched
 without regard to case); a specific gift key wins over ``GiftEvent``. Values are lists
 of actions run in order:
