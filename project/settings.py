@@ -34,9 +34,31 @@ def _load_dotenv(path: Path) -> None:
 _load_dotenv(BASE_DIR / ".env")
 
 DEBUG = env_bool("DEBUG", False)
-# Without DJANGO_SECRET_KEY a fixed development key is used; its text says what to do.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or "insecure-dev-key-set-DJANGO_SECRET_KEY-in-production"
+# Without DJANGO_SECRET_KEY a fixed development key is used so DEBUG runs start; with DEBUG
+# false the system check tte.E001 refuses it (project/app_config/security_checks.py), and
+# ./scripts/setup writes a random one into .env.
+INSECURE_FALLBACK_SECRET_KEY = "insecure-dev-key-set-DJANGO_SECRET_KEY-in-production"  # noqa: S105
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or INSECURE_FALLBACK_SECRET_KEY
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+# HTTPS=true: the site is reached through a TLS-terminating reverse proxy (Caddy, nginx,
+# Traefik). Cookies then travel over HTTPS only and browsers are told to keep to HTTPS.
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# Browsers ignore HSTS for IP addresses and plain http://localhost, so the OBS page on
+# 127.0.0.1 keeps working; a host name reached once over HTTPS is HTTPS-only for this long.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
+# Only a proxy sets X-Forwarded-Proto; it must replace what a client sent (every common
+# proxy does). Without HTTPS=true the header is ignored, so a client cannot claim HTTPS.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+# No redirect to HTTPS here: the proxy redirects the public side, while the dino worker
+# (http://web:8000/dino/) and OBS (http://127.0.0.1:8000/overlays/) speak plain HTTP
+# inside the machine and must not be sent elsewhere.
+SECURE_SSL_REDIRECT = False
+# Origins the admin's forms may be posted from when they differ from the host (a proxy
+# that rewrites Host): https://tiktok.example.org
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -58,6 +80,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's styles) from the Django process itself: runserver without
+    # DEBUG and gunicorn serve none on their own.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -132,8 +157,24 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies (gzip) at collectstatic (the Docker image); no manifest, so a
+    # checkout that never ran collectstatic (the demo, the tests) renders pages all the same.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Files are also found where the apps keep them, so ./scripts/demo needs no collectstatic;
+# the Docker image serves the collected ones from STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 MEDIA_URL = "media/"
-MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", "") or BASE_DIR / "media")  # empty (as in .env.example): the default
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {

@@ -1,4 +1,4 @@
-"""Health checks of the servers the system needs, each with the command that fixes it.
+"""Health checks of the configuration and the servers the system needs, each with its fix.
 
 Used by ``manage.py doctor`` and by the commands that start processes, so a
 missing server is reported the same way everywhere.
@@ -30,6 +30,18 @@ class CheckResult:
 def _host_port(url: str, default_port: int) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname or '127.0.0.1'}:{parts.port or default_port}"
+
+
+def check_configuration() -> list[CheckResult]:
+    """Django's system checks (the project's tte.E0xx among them), one line per problem."""
+    from django.core import checks
+
+    messages = [m for m in checks.run_checks() if m.level >= checks.WARNING and not m.is_silenced()]
+    if not messages:
+        return [CheckResult("Configuration", True, "no problems (python manage.py check)")]
+    return [
+        CheckResult(f"Configuration ({m.id})", False, m.msg, m.hint or "", required=m.is_serious()) for m in messages
+    ]
 
 
 def check_postgres() -> CheckResult:
@@ -264,6 +276,7 @@ def check_proxy(url: str, timeout: float = 5.0) -> CheckResult:
 
 
 ALL_CHECKS = [
+    check_configuration,
     check_postgres,
     check_autovacuum,
     check_rabbitmq_amqp,

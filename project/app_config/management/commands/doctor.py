@@ -5,9 +5,11 @@ from project.app_config.checks import run_checks
 
 class Command(BaseCommand):
     help = (
-        "Check PostgreSQL, RabbitMQ (AMQP and management API), Redis, Chromium and chromedriver; "
-        "print how to fix what is missing."
+        "Check the configuration (system checks), PostgreSQL, RabbitMQ (AMQP and management API), Redis, "
+        "Chromium and chromedriver; print how to fix what is missing."
     )
+    # The configuration's checks are part of the report instead of stopping it before it starts.
+    requires_system_checks = []
 
     def handle(self, *args, **options):
         results = run_checks()
