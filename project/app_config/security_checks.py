@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from django.conf import settings
 from django.core.checks import Error, Tags, register
-
-from project.env import EnvError, env_str
 
 # The marker of every placeholder in .env.example.
 PLACEHOLDER = "change-me"
@@ -31,8 +30,8 @@ def _values(environ: Mapping[str, str]) -> dict[str, str]:
     for name, value in environ.items():
         if name.endswith("_FILE") and value:
             try:
-                values[name.removesuffix("_FILE")] = env_str(name.removesuffix("_FILE"))
-            except EnvError:
+                values[name.removesuffix("_FILE")] = Path(value).read_text(encoding="utf-8").strip()
+            except OSError:
                 continue  # the setting that reads it reports the unreadable file
         elif name not in values:
             values[name] = value
