@@ -72,11 +72,11 @@ def drain(self, service_slug: str, event_type: str) -> str:
     from project.queue_system.infrastructure import InfrastructureFault
 
     try:
-        result = drain_one(service_slug, event_type)
+        outcome = drain_one(service_slug, event_type)
     except InfrastructureFault as fault:
         raise _requeue(fault, f"drain ticket {service_slug}/{event_type}") from fault
-    if result.outcome is None:
+    if outcome is None:
         return "empty"
-    if result.outcome.status == "retry":
-        _retry(self, result.outcome.retry_after, f"drain ticket {service_slug}/{event_type}")
-    return result.outcome.status
+    if outcome.status == "retry":
+        _retry(self, outcome.retry_after, f"drain ticket {service_slug}/{event_type}")
+    return outcome.status

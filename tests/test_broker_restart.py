@@ -1,4 +1,4 @@
-"""Queued items survive a RabbitMQ restart, on the real broker (issue 3, test h).
+"""Queued items survive a RabbitMQ restart, on the real broker.
 
 The restart is ``rabbitmqctl stop_app`` / ``start_app`` on the local node: every
 connection drops and the broker recovers its durable queues from disk. Other

@@ -1,4 +1,4 @@
-"""A custom service written and registered as the seeds say works end to end (issue 3, test g).
+"""A custom service written and registered as the seeds say works end to end.
 
 The class is the seeds' "Crear Servicios Personalizados" example
 (tests/custom_service_example.py); it is registered through the admin add form

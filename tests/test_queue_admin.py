@@ -1,5 +1,5 @@
 """The admin's queue controls on the real broker: a max_queue_size change bounds the live
-queue (issue 3, test f), live depths, purge, retry of failed items, and the explicit
+queue, live depths, purge, retry of failed items, and the explicit
 deletion of a service's queues."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""An ASYNC service runs `concurrency` items at the same time, on the real broker (issue 3, test e)."""
+"""An ASYNC service runs `concurrency` items at the same time, on the real broker."""
 
 from __future__ import annotations
 

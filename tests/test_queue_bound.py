@@ -1,4 +1,4 @@
-"""A discardable queue stays bounded under a flood, on the real broker (issue 3, test b)."""
+"""A discardable queue stays bounded under a flood, on the real broker."""
 
 from __future__ import annotations
 

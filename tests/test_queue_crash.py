@@ -1,4 +1,4 @@
-"""A worker killed mid-item loses nothing and runs nothing twice, on the real broker (issue 3, test d)."""
+"""A worker killed mid-item loses nothing and runs nothing twice, on the real broker."""
 
 from __future__ import annotations
 

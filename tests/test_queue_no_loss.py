@@ -1,4 +1,4 @@
-"""Gifts caught in a flood of likes are never lost, on the real broker (issue 3, test c)."""
+"""Gifts caught in a flood of likes are never lost, on the real broker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Priority order on the real broker with a real SYNC worker (issue 3, test a)."""
+"""Priority order on the real broker with a real SYNC worker."""
 
 from __future__ import annotations
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 import sys
 
-from project.celery import WORKER_SERVICES_ENV
+from project.worker_env import POOL_ENV, QUIET_TASKS_ENV, WORKER_SERVICES_ENV
 
-POOL_ENV = "TTE_WORKER_POOL"
-# Set (to 1) for a worker whose per-task INFO lines nobody reads: workers/hooks.py
-# raises Celery's task loggers to WARNING. A supervisor that is not --verbose shows
-# none of those lines, and a worker writing two lines per item spends CPU a flood needs.
-QUIET_TASKS_ENV = "TTE_QUIET_TASKS"
+# The service lifecycle, the drain watchdog and the supervisor watch, loaded by the worker
+# before it starts its pool (Celery's --include), never by the Celery app module itself.
+HOOKS_MODULE = "workers.hooks"
 
 
 def worker_pool(service) -> tuple[str, int]:
@@ -42,6 +40,8 @@ def worker_argv(service, *, node_suffix: str = "", loglevel: str = "INFO") -> li
         "-A",
         "project.celery:app",
         "worker",
+        "--include",
+        HOOKS_MODULE,
         "-Q",
         main_queue_name(service.slug),
         "-n",

@@ -1,4 +1,4 @@
-"""Loaded by ``project.celery`` inside a service worker (``TTE_WORKER_SERVICES`` set).
+"""Loaded by a service worker at its start (``--include workers.hooks``, workers/command.py).
 
 - on_start of the service object before the first event, in the process that
   runs the tasks (the prefork child of a SYNC worker, the main process of an
@@ -21,8 +21,8 @@ import signal
 from celery import signals
 from celery.events.dispatcher import EventDispatcher
 
-from project.celery import WORKER_SERVICES_ENV, app
-from workers.command import POOL_ENV, QUIET_TASKS_ENV
+from project.celery import app
+from project.worker_env import POOL_ENV, QUIET_TASKS_ENV, WORKER_SERVICES_ENV
 from workers.supervisor_watch import watch_supervisor
 
 SLUGS = [s for s in os.environ.get(WORKER_SERVICES_ENV, "").split(",") if s]

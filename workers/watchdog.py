@@ -1,21 +1,12 @@
 """The drain-ticket watchdog: no discardable event type stays stranded.
 
 Runs as a thread in each service worker, every ``TTE_DRAIN_WATCHDOG_SECONDS``
-(default 30). For each discardable type of the worker's service whose queue
-holds messages:
-
-- fewer tokens than K in the arming queue → arm (always safe: the broker
-  still caps tokens at K);
-- K tokens although the worker was idle for a whole interval with
-  ``svc.<slug>`` empty and no other consumer → the tokens are stale (their
-  tickets were lost: a crash between arming and publishing, a ticket killed by
-  a time limit). An idle worker with an empty main queue proves no ticket
-  exists, because a waiting ticket would have been delivered to it. The
-  tokens are purged and one ticket is armed.
-
-Stale tokens of a type whose queue is empty are purged on the same evidence.
-A false alarm can only add one ticket too many, which runs, finds nothing
-and ends.
+(default 30). Each pass gathers the evidence — was the worker idle for a whole
+interval, with ``svc.<slug>`` empty and no other consumer? Then no ticket of the
+service exists, since a waiting one would have been delivered to it — and has
+``drain.repair`` arm each discardable type whose queue holds messages with no
+ticket out, purging tokens whose tickets were lost (the rules are in drain.py
+and docs/architecture.md).
 
 The same evidence proves that no message of the service can be in flight, so
 the pass also publishes again the items left pending or processing without one
@@ -78,7 +69,7 @@ class DrainWatchdog(threading.Thread):
         """One pass; returns the number of tickets armed."""
         from django.db import close_old_connections
 
-        from project.queue_system.drain import arm, link, ticket_priority
+        from project.queue_system.drain import link, repair
         from project.queue_system.recovery import recover_idle
         from project.queue_system.topology import all_topologies
 
@@ -101,20 +92,7 @@ class DrainWatchdog(threading.Thread):
             if nothing_waiting and idle_since is not None:
                 recover_idle(topology, counts, before=idle_since)
             for event_type in topology.discardable_types:
-                waiting = counts.get(queues.discardable_queue_name(topology.slug, event_type))
-                tokens = counts.get(queues.arm_queue_name(topology.slug, event_type))
-                if waiting is None or tokens is None:
-                    continue  # not declared yet: nothing was ever published there
-                extra = {"service": topology.slug, "event_type": event_type, "waiting": waiting[0]}
-                if tokens[0] and nothing_waiting:
-                    logger.warning("stale drain tokens purged", extra={**extra, "tokens": tokens[0]})
-                    current.channel.queue_purge(queues.arm_queue_name(topology.slug, event_type))
-                    tokens = (0, tokens[1])
-                if waiting[0] and tokens[0] < topology.tickets:
-                    got = arm(
-                        current.publisher, topology.slug, event_type, 1, ticket_priority(topology.slug, event_type)
-                    )
-                    if got:
-                        logger.info("drain ticket re-armed", extra=extra)
-                    armed += got
+                armed += repair(
+                    current, topology.slug, event_type, topology.tickets, counts, no_ticket_out=nothing_waiting
+                )
         return armed

@@ -8,10 +8,8 @@ value they cannot parse with a message naming the key, instead of guessing
 from __future__ import annotations
 
 from project.app_config.config import get_config
+from project.env import EnvError, parse_bool
 from project.integrations.errors import IntegrationError
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
 
 
 class ConfigValueError(IntegrationError):
@@ -32,11 +30,10 @@ def config_int(key: str, default: int, minimum: int = 0) -> int:
 
 
 def config_bool(key: str, default: bool) -> bool:
-    raw = get_config(key).strip().lower()
+    raw = get_config(key).strip()
     if not raw:
         return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ConfigValueError(f"Config {key}={raw!r} is not true or false; fix it in the admin (Config).")
+    try:
+        return parse_bool(key, raw)
+    except EnvError:
+        raise ConfigValueError(f"Config {key}={raw!r} is not true or false; fix it in the admin (Config).") from None

@@ -9,6 +9,10 @@ its type), priority and discardable copied from the config, and publishes:
 - discardable → a message in ``svc.<slug>.discardable.<T>``, then the arming
   protocol of ``project.queue_system.drain`` (a ``tasks.drain`` ticket when armed).
 
+Design: docs/architecture.md. The streaming dispatcher (``streaming.py``) publishes through
+this class's connection methods (``connect``, ``declare_for``, ``reset``, the broker-failure
+state), with the same message builders (``publish_item``) and arming steps (drain.py).
+
 Publisher confirms are pipelined: the whole batch is written (in one socket
 write, see publisher.py), then confirmed in one wait (two more when
 discardable events need arming: the tokens, transient so the broker confirms
@@ -27,7 +31,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,8 +41,8 @@ from django.utils import timezone
 
 from project.queue_system import queues, topology
 from project.queue_system.broker import CONNECTION_ERRORS, BrokerError, abandon, close_quietly, open_connection
-from project.queue_system.drain import arm_many
-from project.queue_system.models import QueueItem, Service
+from project.queue_system.drain import ItemKey, arm_many, arming_requests
+from project.queue_system.models import QueueItem, Service, ServiceEventConfig
 from project.queue_system.publisher import ConfirmingPublisher
 from project.queue_system.sql import ASYNC_COMMIT, array_literal
 from project.queue_system.task_messages import discardable_message, process_event_message
@@ -81,7 +84,7 @@ class EventDispatcher:
         self._policies: set[tuple[str, int]] = set()
         self._broker_failed_at: float | None = None
 
-    # -- public API -------------------------------------------------------
+    # -- dispatching -------------------------------------------------------
 
     def dispatch(self, live_event) -> DispatchResult:
         return self.dispatch_many([live_event])
@@ -118,12 +121,12 @@ class EventDispatcher:
                     confirmed = self._publish_locked(items)
                     break
                 except (BrokerError, topology.TopologyError, *CONNECTION_ERRORS) as exc:
-                    self._reset(failed=True)
+                    self.reset(failed=True)
                     # One retry on a fresh connection: a connection that died
                     # since the last call (broker restart) is the common case.
                     if attempt == 2 or isinstance(exc, topology.TopologyError):
                         result.error = f"{type(exc).__name__}: {exc}"
-                        self._broker_failed_at = self._broker_failed_at or time.monotonic()
+                        self.note_broker_failure()
                         logger.warning(
                             "broker unavailable; items stay pending for redispatch_pending",
                             extra={"items": len(items), "error": result.error},
@@ -132,9 +135,8 @@ class EventDispatcher:
             mark_dispatched(confirmed)
         result.confirmed = len(confirmed)
         result.pending = len(items) - len(confirmed)
-        if confirmed and self._broker_failed_at is not None and not result.pending:
-            # The broker is back: publish what was left pending while it was away.
-            self._broker_failed_at = None
+        if confirmed and not result.pending and self.broker_back():
+            # Publish what was left pending while it was away.
             redispatch_pending(older_than=0, dispatcher=self)
         return result
 
@@ -158,9 +160,12 @@ class EventDispatcher:
             "now": timezone.now(),
             "status": QueueItem.Status.PENDING,
         }
+        sql, service_fields = _create_items_sql()
+        for f in _create_items["defaulted"]:  # per call: a default may be a callable
+            params[f"default_{f.column}"] = f.get_db_prep_save(f.get_default(), db_connection)
         with db_connection.cursor() as cursor:
-            cursor.execute(CREATE_ITEMS_SQL, params)
-            services = {row[0]: Service.from_db(db_connection.alias, SERVICE_FIELDS, row) for row in cursor.fetchall()}
+            cursor.execute(sql, params)
+            services = {row[0]: Service.from_db(db_connection.alias, service_fields, row) for row in cursor.fetchall()}
             cursor.nextset()
             rows = sorted(cursor.fetchall())
         items = []
@@ -181,7 +186,7 @@ class EventDispatcher:
         """
         with self._lock:
             try:
-                self._ensure_connection()
+                self.connect()
                 policies = True
                 for service_topology in topology.all_topologies(active_only=True):
                     self._declare_main(service_topology.slug)
@@ -193,16 +198,18 @@ class EventDispatcher:
                 return policies
             except (BrokerError, topology.TopologyError, *CONNECTION_ERRORS) as exc:
                 logger.warning("could not prepare the broker before dispatching", extra={"error": str(exc)})
-                self._reset(failed=True)
+                self.reset(failed=True)
                 return False
 
     def close(self) -> None:
         with self._lock:
-            self._reset()
+            self.reset()
 
-    # -- internals --------------------------------------------------------
+    # -- the connection, for this class and the streaming dispatcher --------
+    # Not locked: publish_items and warm_up hold the lock; a DispatchPipeline owns its
+    # dispatcher and calls these from its one publishing thread.
 
-    def _reset(self, *, failed: bool = False) -> None:
+    def reset(self, *, failed: bool = False) -> None:
         """Drop the connection; ``failed``: without the closing handshake (see broker.abandon)."""
         if failed:
             abandon(self._connection)
@@ -214,20 +221,35 @@ class EventDispatcher:
         self._publisher = None
         self._declared.clear()
 
-    def _ensure_connection(self) -> ConfirmingPublisher:
+    def connect(self) -> ConfirmingPublisher:
+        """The publisher of this dispatcher's connection, opened again when it was lost."""
         if self._publisher is None or not self._publisher.is_open:
-            self._reset(failed=True)
+            self.reset(failed=True)
             self._connection = open_connection(self._url)
             self._publisher = ConfirmingPublisher(self._connection)
         return self._publisher
 
-    def _ensure_topology(self, items: list[QueueItem | NewItem]) -> None:
+    def declare_for(self, items: list[QueueItem | NewItem]) -> None:
+        """The queues (and the max-length policy) the items go to, once per connection."""
         for item in items:
             service = item.service
             self._declare_main(service.slug)
             if item.discardable:
                 self._declare_discardable(service.slug, item.event_type, service.worker_concurrency)
                 self._ensure_policy(service.slug, service.worker_concurrency, service.max_queue_size)
+
+    def note_broker_failure(self) -> None:
+        """Items were left pending: the next confirmed publish must run ``redispatch_pending``."""
+        self._broker_failed_at = self._broker_failed_at or time.monotonic()
+
+    def broker_back(self) -> bool:
+        """True once after a failure: the caller now publishes what was left pending."""
+        was_down, self._broker_failed_at = self._broker_failed_at is not None, None
+        return was_down
+
+    @property
+    def broker_down(self) -> bool:
+        return self._broker_failed_at is not None
 
     def _declare_main(self, slug: str) -> None:
         """The exchanges and ``svc.<slug>``, once per connection."""
@@ -265,13 +287,13 @@ class EventDispatcher:
             return False
 
     def _publish_locked(self, items: list[QueueItem | NewItem]) -> list[int]:
-        publisher = self._ensure_connection()
-        self._ensure_topology(items)
+        publisher = self.connect()
+        self.declare_for(items)
         # Phase 1: every item, then one wait for all the confirms.
         for item in items:
-            publish_item(publisher, item, key=item.pk)
+            publish_item(publisher, item, key=ItemKey(0, item.pk))
         delivered = publisher.wait()
-        confirmed = [item.pk for item in items if delivered.get(item.pk)]
+        confirmed = [item.pk for item in items if delivered.get(ItemKey(0, item.pk))]
         # Phases 2 and 3: arm each type that got events (only after they are
         # confirmed in their queue — see drain.py), one ticket per token taken.
         requests = arming_requests(items, set(confirmed))
@@ -282,11 +304,11 @@ class EventDispatcher:
                 # The events are safely in their queues; a token taken without
                 # its ticket is repaired by the worker's watchdog.
                 logger.warning("arming failed after the events were confirmed", extra={"error": str(exc)})
-                self._reset(failed=True)
+                self.reset(failed=True)
         return confirmed
 
 
-def publish_item(publisher: ConfirmingPublisher, item: QueueItem | NewItem, key) -> None:
+def publish_item(publisher: ConfirmingPublisher, item: QueueItem | NewItem, key: ItemKey) -> None:
     """Encode one item's message: a task in ``svc.<slug>`` or a message in its discardable queue."""
     slug = item.service.slug
     if item.discardable:
@@ -296,18 +318,6 @@ def publish_item(publisher: ConfirmingPublisher, item: QueueItem | NewItem, key)
         name = queues.main_queue_name(slug)
         message = process_event_message(item.pk, item.priority)
     publisher.publish(message, queues.EXCHANGE, name, key=key)
-
-
-def arming_requests(items: Iterable[QueueItem | NewItem], confirmed: set[int]) -> list[tuple[str, str, int, int]]:
-    """(slug, type, tokens wanted, ticket priority) for each type with confirmed discardable items."""
-    arming: dict[tuple[str, str], list[QueueItem | NewItem]] = defaultdict(list)
-    for item in items:
-        if item.discardable and item.pk in confirmed:
-            arming[(item.service.slug, item.event_type)].append(item)
-    return [
-        (slug, event_type, min(typed[0].service.worker_concurrency, len(typed)), typed[0].priority)
-        for (slug, event_type), typed in arming.items()
-    ]
 
 
 @dataclass(slots=True)
@@ -331,34 +341,64 @@ def for_host(event) -> bool:
 # Routing and insertion in one round trip (see EventDispatcher.create_items): the
 # services the events' types may go to, then the insert of the items. A gift for a
 # guest (for_host false) goes only to the services whose GiftEvent config has guest_gifts.
-CREATE_ITEMS_SQL = """
-SELECT id, name, slug, service_class, mode, concurrency, max_queue_size, is_active FROM queue_system_service
+# Two statements in one execute: Django's psycopg 3 backend binds parameters on the client
+# (server-side binding is off by default), which allows it; cursor.nextset() reads the second.
+# Columns and tables come from the models' metadata: every Service column is read (no field
+# left to load later, one query per item), every QueueItem column is written (a column this
+# statement does not route gets its field's default, as Model.save would give it).
+ROUTED_COLUMNS = {
+    "created_at": "%(now)s",
+    "updated_at": "%(now)s",
+    "live_event_id": "i.event_id",
+    "service_id": "s.id",
+    "event_type": "i.event_type",
+    "priority": "c.priority",
+    "discardable": "c.discardable",
+    "status": "%(status)s",
+}
+_create_items: dict[str, object] = {}
+
+
+def _create_items_sql() -> tuple[str, list[str]]:
+    """The statement and the Service attnames it returns first, built once per process."""
+    if "sql" not in _create_items:
+        qn = db_connection.ops.quote_name
+        service_fields = Service._meta.concrete_fields
+        item_fields = [f for f in QueueItem._meta.concrete_fields if not f.primary_key]
+        defaulted = [f for f in item_fields if f.column not in ROUTED_COLUMNS]
+        values = [ROUTED_COLUMNS.get(f.column, f"%(default_{f.column})s") for f in item_fields]
+        service_table = qn(Service._meta.db_table)
+        config_table = qn(ServiceEventConfig._meta.db_table)
+        # Identifiers from the models' metadata, quoted; every value is a parameter.
+        _create_items["sql"] = f"""
+SELECT {", ".join(qn(f.column) for f in service_fields)} FROM {service_table}
 WHERE id IN (
-    SELECT service_id FROM queue_system_serviceeventconfig WHERE enabled AND event_type = ANY(%(types)s::text[])
+    SELECT service_id FROM {config_table} WHERE enabled AND event_type = ANY(%(types)s::text[])
 );
 WITH incoming AS (
     SELECT e.event_id, e.event_type, e.for_host, e.ord
     FROM unnest(%(event_ids)s::bigint[], %(event_types)s::text[], %(for_host)s::boolean[])
         WITH ORDINALITY AS e(event_id, event_type, for_host, ord)
 )
-INSERT INTO queue_system_queueitem
-    (created_at, updated_at, live_event_id, service_id, event_type, priority, discardable, status, attempts, error)
-SELECT %(now)s, %(now)s, i.event_id, s.id, i.event_type, c.priority, c.discardable, %(status)s, 0, ''
+INSERT INTO {qn(QueueItem._meta.db_table)} ({", ".join(qn(f.column) for f in item_fields)})
+SELECT {", ".join(values)}
 FROM incoming i
-JOIN queue_system_serviceeventconfig c ON c.event_type = i.event_type AND c.enabled AND (i.for_host OR c.guest_gifts)
-JOIN queue_system_service s ON s.id = c.service_id AND s.is_active
+JOIN {config_table} c ON c.event_type = i.event_type AND c.enabled AND (i.for_host OR c.guest_gifts)
+JOIN {service_table} s ON s.id = c.service_id AND s.is_active
 ORDER BY i.ord, s.name, s.id
 ON CONFLICT (live_event_id, service_id) DO NOTHING
 RETURNING id, live_event_id, service_id, priority, discardable
-"""
-SERVICE_FIELDS = ["id", "name", "slug", "service_class", "mode", "concurrency", "max_queue_size", "is_active"]
+"""  # noqa: S608
+        _create_items["service_fields"] = [f.attname for f in service_fields]
+        _create_items["defaulted"] = defaulted
+    return _create_items["sql"], _create_items["service_fields"]
 
 
 # The commit of this one does not wait for the WAL flush (see mark_dispatched).
-MARK_DISPATCHED_SQL = """
-UPDATE queue_system_queueitem SET dispatched_at = %(now)s, updated_at = %(now)s
+MARK_DISPATCHED_SQL = f"""
+UPDATE {QueueItem._meta.db_table} SET dispatched_at = %(now)s, updated_at = %(now)s
 WHERE id = ANY(%(ids)s::bigint[]) AND dispatched_at IS NULL
-"""
+"""  # noqa: S608 - the table name comes from the model
 
 
 def mark_dispatched(ids: list[int]) -> None:

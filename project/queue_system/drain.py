@@ -1,5 +1,10 @@
 """Drain tickets: how discardable events reach the priority order of ``svc.<slug>``.
 
+The whole protocol lives here (docs/architecture.md, "Drain tickets and tokens"): the
+tokens, the tickets, the drain's release-and-recheck and the watchdog's repair. The batch
+dispatcher (``dispatcher.py``) and the streaming one (``streaming.py``) arm through the same
+functions; the worker's watchdog thread (``workers/watchdog.py``) calls ``repair``.
+
 A discardable event waits in ``svc.<slug>.discardable.<T>`` (bounded by policy,
 oldest dropped). For each type at most K tickets — ``tasks.drain(slug, T)``
 messages at T's priority — wait in ``svc.<slug>``; the right to publish one is
@@ -14,7 +19,7 @@ The rules that keep a message from being stranded:
   that saw "already armed" happened while that token existed, i.e. before the
   drain gave it back, so the second look sees it;
 - tokens whose ticket was lost (a crash between arming and publishing, a
-  ticket killed by a time limit) are repaired by ``workers.watchdog``.
+  ticket killed by a time limit) are repaired by ``repair``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import amqp
 
@@ -32,7 +39,7 @@ from project.queue_system.broker import CONNECTION_ERRORS, close_quietly, open_c
 from project.queue_system.infrastructure import InfrastructureFault
 from project.queue_system.processing import Outcome, run_item
 from project.queue_system.publisher import ConfirmingPublisher
-from project.queue_system.task_messages import arm_token_message, drain_ticket_message, queue_item_id_of
+from project.queue_system.task_messages import drain_ticket_message, queue_item_id_of
 
 logger = logging.getLogger("queue.drain")
 
@@ -100,36 +107,113 @@ def ticket_priority(slug: str, event_type: str, fallback: int = 1) -> int:
     return cached[1] or fallback
 
 
-def arm(publisher: ConfirmingPublisher, slug: str, event_type: str, wanted: int, priority: int) -> int:
-    """Try to take ``wanted`` tokens of one type and publish one ticket per token taken."""
-    return arm_many(publisher, [(slug, event_type, wanted, priority)])[(slug, event_type)]
+# -- confirm keys ----------------------------------------------------------------------------
+# What each publish on a ConfirmingPublisher is known by in its confirms.
 
 
-def arm_many(publisher: ConfirmingPublisher, requests: list[tuple[str, str, int, int]]) -> dict[tuple[str, str], int]:
-    """Arm several types at once: (slug, type, tokens wanted, ticket priority) → tickets published.
+class ItemKey(NamedTuple):
+    """A QueueItem's message, published as part of batch ``batch`` (0 for the batch dispatcher)."""
 
-    Two round trips in all, whatever the number of types. A ticket whose
-    publish fails leaves its token behind, which the watchdog repairs.
+    batch: int
+    pk: int
+
+
+class TokenKey(NamedTuple):
+    """The ``n``-th token asked for a type; ``priority`` is the ticket's, once the token is taken."""
+
+    slug: str
+    event_type: str
+    n: int
+    priority: int
+
+
+class TicketKey(NamedTuple):
+    """A drain ticket published for a taken token (``seq`` tells tickets of one token apart)."""
+
+    slug: str
+    event_type: str
+    seq: int
+
+
+class ArmRequest(NamedTuple):
+    """Tokens wanted for a type whose events were just confirmed, and its tickets' priority."""
+
+    slug: str
+    event_type: str
+    wanted: int
+    priority: int
+
+
+def arm_token_message() -> amqp.Message:
+    """A token of an arming queue, transient: the broker confirms it without a disk write.
+
+    A broker restart empties the arming queues, which only means "not armed":
+    the next dispatch arms again, and a ticket that survived the restart (they
+    are persistent) runs beside the new one, finds its queue empty at the end
+    and stops — one ticket too many, never one too few.
     """
-    for slug, event_type, wanted, _ in requests:
-        for n in range(wanted):
-            publisher.publish(
-                arm_token_message(), "", queues.arm_queue_name(slug, event_type), key=(slug, event_type, n)
-            )
+    return amqp.Message(b"1", delivery_mode=1)
+
+
+# -- arming: one set of steps for the batch and the streaming dispatcher ------------------------
+
+
+def arming_requests(items: Iterable, confirmed: set[int]) -> list[ArmRequest]:
+    """What to arm after a publish: each type with confirmed discardable items.
+
+    As many tokens as the type's worker can use at once (K), but no more than it got events.
+    """
+    arming: dict[tuple[str, str], list] = defaultdict(list)
+    for item in items:
+        if item.discardable and item.pk in confirmed:
+            arming[(item.service.slug, item.event_type)].append(item)
+    return [
+        ArmRequest(slug, event_type, min(typed[0].service.worker_concurrency, len(typed)), typed[0].priority)
+        for (slug, event_type), typed in arming.items()
+    ]
+
+
+def token_keys(request: ArmRequest) -> list[TokenKey]:
+    return [TokenKey(request.slug, request.event_type, n, request.priority) for n in range(request.wanted)]
+
+
+def publish_token(publisher: ConfirmingPublisher, key: TokenKey) -> None:
+    """Ask for one token; the broker's confirm says it was taken, its nack "already armed"."""
+    publisher.publish(arm_token_message(), "", queues.arm_queue_name(key.slug, key.event_type), key=key)
+
+
+def publish_ticket(publisher: ConfirmingPublisher, token: TokenKey, seq: int = 0) -> TicketKey:
+    """The ticket a taken token entitles to, into ``svc.<slug>`` at the type's priority."""
+    key = TicketKey(token.slug, token.event_type, seq)
+    message = drain_ticket_message(token.slug, token.event_type, token.priority)
+    publisher.publish(message, queues.EXCHANGE, queues.main_queue_name(token.slug), key=key)
+    return key
+
+
+def arm_many(publisher: ConfirmingPublisher, requests: list[ArmRequest]) -> dict[tuple[str, str], int]:
+    """Arm several types and wait: (slug, type) → tickets published. Two round trips in all.
+
+    The streaming dispatcher takes the same steps without waiting: it publishes the tokens,
+    and a ticket for each token as its confirm arrives. A ticket whose publish fails leaves
+    its token behind, which ``repair`` finds.
+    """
+    tokens = [key for request in requests for key in token_keys(request)]
+    for key in tokens:
+        publish_token(publisher, key)
     taken = publisher.wait()
-    armed: dict[tuple[str, str], int] = {}
-    for slug, event_type, wanted, priority in requests:
-        armed[(slug, event_type)] = count = sum(1 for n in range(wanted) if taken.get((slug, event_type, n)))
-        for n in range(count):
-            publish_ticket(publisher, slug, event_type, priority, key=("ticket", slug, event_type, n))
+    armed: dict[tuple[str, str], int] = {(r.slug, r.event_type): 0 for r in requests}
+    for key in tokens:
+        if taken.get(key):
+            publish_ticket(publisher, key, seq=key.n)
+            armed[(key.slug, key.event_type)] += 1
     if any(armed.values()):
         publisher.wait()
     return armed
 
 
-def publish_ticket(publisher: ConfirmingPublisher, slug: str, event_type: str, priority: int, key) -> None:
-    main = queues.main_queue_name(slug)
-    publisher.publish(drain_ticket_message(slug, event_type, priority), queues.EXCHANGE, main, key=key)
+def arm(publisher: ConfirmingPublisher, slug: str, event_type: str, wanted: int, priority: int) -> int:
+    """Try to take ``wanted`` tokens of one type and publish one ticket per token taken."""
+    return arm_many(publisher, [ArmRequest(slug, event_type, wanted, priority)])[(slug, event_type)]
 
 
 def disarm(channel: amqp.Channel, slug: str, event_type: str) -> bool:
@@ -137,14 +221,46 @@ def disarm(channel: amqp.Channel, slug: str, event_type: str) -> bool:
     return channel.basic_get(queues.arm_queue_name(slug, event_type), no_ack=True) is not None
 
 
-@dataclass
-class DrainResult:
-    outcome: Outcome | None  # None when the queue was empty
-    rearmed: int = 0
+# -- the watchdog's repair ----------------------------------------------------------------------
 
 
-def drain_one(slug: str, event_type: str) -> DrainResult:
-    """Run one drain ticket: process the oldest waiting event of the type, then pass the ticket on."""
+def repair(current: BrokerLink, slug: str, event_type: str, tickets: int, counts: dict, *, no_ticket_out: bool) -> int:
+    """Make sure a type with waiting events has a ticket out; the tickets armed (0 or 1).
+
+    ``counts`` are the broker's (ready, consumers) per queue name. ``no_ticket_out`` is the
+    watchdog's evidence that no ticket of the service exists: its worker was idle for a whole
+    interval with ``svc.<slug>`` empty (a waiting ticket would have been delivered to it). Then
+    tokens left are stale (their tickets were lost) and are purged. Fewer tokens than K with
+    events waiting → arm: always safe, the broker still caps tokens at K; a false alarm adds one
+    ticket too many, which runs, finds nothing and ends.
+    """
+    waiting = counts.get(queues.discardable_queue_name(slug, event_type))
+    tokens = counts.get(queues.arm_queue_name(slug, event_type))
+    if waiting is None or tokens is None:
+        return 0  # not declared yet: nothing was ever published there
+    extra = {"service": slug, "event_type": event_type, "waiting": waiting[0]}
+    held = tokens[0]
+    if held and no_ticket_out:
+        logger.warning("stale drain tokens purged", extra={**extra, "tokens": held})
+        current.channel.queue_purge(queues.arm_queue_name(slug, event_type))
+        held = 0
+    if not waiting[0] or held >= tickets:
+        return 0
+    armed = arm(current.publisher, slug, event_type, 1, ticket_priority(slug, event_type))
+    if armed:
+        logger.info("drain ticket re-armed", extra=extra)
+    return armed
+
+
+# -- running a ticket -----------------------------------------------------------------------------
+
+
+def drain_one(slug: str, event_type: str) -> Outcome | None:
+    """Run one drain ticket: process the oldest waiting event of the type, then pass the ticket on.
+
+    None when the queue was empty: the token is given back (and the type re-armed if an event
+    arrived meanwhile, ``_release``).
+    """
     queue = queues.discardable_queue_name(slug, event_type)
     skips = 0
     while True:
@@ -152,7 +268,8 @@ def drain_one(slug: str, event_type: str) -> DrainResult:
             current = link()
             message = current.channel.basic_get(queue, no_ack=False)
             if message is None:
-                return DrainResult(None, rearmed=_release(slug, event_type))
+                _release(slug, event_type)
+                return None
         except CONNECTION_ERRORS as exc:
             drop_link()
             raise InfrastructureFault(f"the broker failed under the drain of {queue}: {exc}") from exc
@@ -172,14 +289,14 @@ def drain_one(slug: str, event_type: str) -> DrainResult:
             # Back to its place at the head of the type's queue; the ticket is
             # retried after the service's back-off.
             _settle(current, tag, requeue=True)
-            return DrainResult(outcome)
+            return outcome
         _settle(current, tag, requeue=False)
         if outcome.status == "skipped" and skips < MAX_SKIPS:
             skips += 1
             continue
         priority = ticket_priority(slug, event_type, fallback=outcome.item.priority if outcome.item else 1)
         _pass_ticket(slug, event_type, priority)
-        return DrainResult(outcome)
+        return outcome
 
 
 def _settle(current: BrokerLink, tag: int, *, requeue: bool) -> None:
@@ -199,8 +316,8 @@ def _pass_ticket(slug: str, event_type: str, priority: int, attempts: int = 3) -
     for attempt in range(1, attempts + 1):
         try:
             publisher = link().publisher
-            publish_ticket(publisher, slug, event_type, priority, key="next")
-            if publisher.wait().get("next"):
+            key = publish_ticket(publisher, TokenKey(slug, event_type, 0, priority))
+            if publisher.wait().get(key):
                 return
         except CONNECTION_ERRORS:
             drop_link()
@@ -211,7 +328,7 @@ def _pass_ticket(slug: str, event_type: str, priority: int, attempts: int = 3) -
 
 
 def _release(slug: str, event_type: str) -> int:
-    """The type's queue looked empty: give the token back, then look again (see module doc)."""
+    """The type's queue looked empty: give the token back, then look again (see module doc); tickets armed."""
     current = link()
     disarm(current.channel, slug, event_type)
     _, ready, _ = current.channel.queue_declare(queues.discardable_queue_name(slug, event_type), passive=True)

@@ -62,7 +62,7 @@ def _claim_sql() -> str:
         )
         # Identifiers from the models' metadata, quoted; every value is a parameter.
         sql = _claim["sql"] = (
-            "WITH c AS (UPDATE queue_system_queueitem SET status = %(processing)s, started_at = %(now)s, "  # noqa: S608
+            f"WITH c AS (UPDATE {qn(QueueItem._meta.db_table)} SET status = %(processing)s, started_at = %(now)s, "  # noqa: S608
             "finished_at = NULL, attempts = attempts + 1, updated_at = %(now)s "
             "WHERE id = %(id)s AND status = ANY(%(allowed)s::text[]) RETURNING *) "
             f"SELECT {columns} FROM c JOIN {qn(LiveEvent._meta.db_table)} e ON e.id = c.live_event_id "
@@ -175,7 +175,7 @@ def _timed_out(service, item: QueueItem, exc: budget.TimedOut, label: str, extra
 # a query for every item. A no-op ASYNC item cost the worker 1.94-2.27 ms of CPU with it and
 # 1.29-2.00 ms with this, in four alternating pairs of 3,000-gift backlogs.
 FINISH_SQL = (
-    "UPDATE queue_system_queueitem SET status = %(status)s, error = %(error)s, finished_at = %(now)s, "
+    f"UPDATE {QueueItem._meta.db_table} SET status = %(status)s, error = %(error)s, finished_at = %(now)s, "  # noqa: S608
     "updated_at = %(now)s WHERE id = %(id)s"
 )
 

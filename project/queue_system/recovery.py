@@ -38,8 +38,8 @@ logger = logging.getLogger("queue.recovery")
 Status = QueueItem.Status
 
 # Orphans become undispatched pending items; redispatch_pending then publishes them.
-RESET_SQL = """
-UPDATE queue_system_queueitem
+RESET_SQL = f"""
+UPDATE {QueueItem._meta.db_table}
 SET status = %(pending)s, dispatched_at = NULL, updated_at = %(now)s,
     error = 'its message was lost (' || status || ' since ' || to_char(updated_at, 'HH24:MI:SS') || '): published again'
 WHERE service_id = %(service_id)s
@@ -47,7 +47,7 @@ WHERE service_id = %(service_id)s
   AND dispatched_at < %(before)s AND updated_at < %(before)s
   AND (NOT discardable OR event_type = ANY(%(types)s::text[]))
 RETURNING id
-"""
+"""  # noqa: S608 - the table name comes from the model
 
 
 def reset_orphans(service_id: int, *, before: datetime, discardable_types: list[str]) -> list[int]:

@@ -65,17 +65,6 @@ def discardable_message(queue_item_id: int, event_type: str, priority: int) -> a
     )
 
 
-def arm_token_message() -> amqp.Message:
-    """A token of an arming queue, transient: the broker confirms it without a disk write.
-
-    A broker restart empties the arming queues, which only means "not armed":
-    the next dispatch arms again, and a ticket that survived the restart (they
-    are persistent) runs beside the new one, finds its queue empty at the end
-    and stops — one ticket too many, never one too few.
-    """
-    return amqp.Message(b"1", delivery_mode=1)
-
-
 def queue_item_id_of(body: bytes | str) -> int | None:
     """The queue item id in a discardable message body; None for a body that is not ours."""
     try:

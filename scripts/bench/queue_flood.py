@@ -23,7 +23,7 @@ Phases, in this order:
   3. SYNC worker rate: a backlog of non-discardable items for the SYNC service
      only, no-op handler.
   4. Flood: batches of the mix to both services through the pipelined
-     dispatcher the capture uses (``queue_system.pipeline.DispatchPipeline``:
+     dispatcher the capture uses (``queue_system.streaming.DispatchPipeline``:
      this thread creates each batch's items, another publishes them and reads
      the confirms as they come, a third marks them), while the workers run and
      the discardable queues are sampled with passive declares; then everything
@@ -505,7 +505,7 @@ def worker_rate(args, dispatcher, session, sync, asyncs, worker_pid: int) -> tup
 def flood(args, dispatcher, session, services, mix) -> dict:
     from project.queue_system import queues
     from project.queue_system.models import QueueItem, ServiceEventConfig
-    from project.queue_system.pipeline import DispatchPipeline
+    from project.queue_system.streaming import DispatchPipeline
     from project.tiktok_events.models import LiveEvent
 
     counts = mix_counts(mix, args.events)
@@ -631,8 +631,8 @@ def sequential_steps(dispatcher) -> list[tuple]:
 def pipeline_steps(pipeline) -> list[tuple]:
     """The pipeline's steps, by thread: the caller's insert and its wait for room (together
     the caller's whole time), the publishing thread's encoding, the marking thread's UPDATEs."""
-    from project.queue_system import pipeline as module
     from project.queue_system import publisher
+    from project.queue_system import streaming as module
 
     return [
         (pipeline.dispatcher, "create_items", "caller: insert"),

@@ -455,7 +455,7 @@ BUILT_IN = {
     "offline": lambda: _named("offline"),
     "not-found": lambda: _named("not-found"),
     "rate-limit": lambda: _named("rate-limit", rate_limited_fetches=2),
-    # What a real live does to a capture (issue 18):
+    # What a real live does to a capture (docs/capture.md, "When TikTok misbehaves"):
     "offline-then-live": lambda: _named("offline-then-live", offline_for=10.0),
     "blocked": lambda: _named("blocked", blocked_sockets=-1),
     "rate-limit-long": lambda: _named("rate-limit-long", rate_limited_fetches=2, retry_after=20),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a Django module: named here, imported where the results are read
+    from project.queue_system.streaming import BatchOutcome
 
 
 @dataclass
@@ -11,7 +14,7 @@ class WriteBatch:
     """Rows to insert, rows to update by primary key, and which of them to dispatch once written."""
 
     session_id: int
-    number: int = 0  # the pipeline's batch counter: names the batch in ``Settled``
+    number: int = 0  # the pipeline's batch counter: names the batch in its ``BatchOutcome``
     inserts: list[dict[str, Any]] = field(default_factory=list)
     updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (pk, values)
     dispatch_inserts: list[int] = field(default_factory=list)  # indexes into inserts
@@ -22,17 +25,6 @@ class WriteBatch:
 
 
 @dataclass
-class Settled:
-    """A batch whose publishing is over: every item confirmed, or the rest left pending."""
-
-    number: int
-    items_unconfirmed: int = 0
-    error: str = ""
-    confirmed_at: float = 0.0  # time.time() once the broker's confirms were read
-    publish_ms: float = 0.0  # publishing the batch's items and waiting for their confirms
-
-
-@dataclass
 class WriteResult:
     """A batch stored with its QueueItems (committed); its items are published but may not be
     confirmed yet: ``settled`` lists the batches (this one or earlier ones) settled by the call."""
@@ -40,5 +32,5 @@ class WriteResult:
     ids: list[int | None]  # primary keys of the batch's inserts (an already stored message: its row's)
     dispatched_events: int = 0
     items_created: int = 0
-    settled: list[Settled] = field(default_factory=list)
+    settled: list[BatchOutcome] = field(default_factory=list)
     store_ms: float = 0.0  # the batch's transaction: rows, QueueItems, commit

@@ -18,10 +18,13 @@ import collections
 import logging
 import time
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from project.tiktok_events.capture.backlog import Backlog
-from project.tiktok_events.capture.batches import Settled, WriteBatch, WriteResult
+from project.tiktok_events.capture.batches import WriteBatch, WriteResult
+
+if TYPE_CHECKING:
+    from project.queue_system.streaming import BatchOutcome
 from project.tiktok_events.capture.normalize import (
     RAW_MESSAGE_TYPES,
     SUBSCRIBE,
@@ -411,13 +414,13 @@ class CapturePipeline:
         for done in result.settled:
             self._after_confirm(done)
 
-    def _after_confirm(self, settled: Settled) -> None:
+    def _after_confirm(self, settled: BatchOutcome) -> None:
         dispatched, _ = self._awaiting.pop(settled.number, ([], 0))
         stats = self.stats
-        stats.items_unconfirmed += settled.items_unconfirmed
-        if settled.error or settled.items_unconfirmed:
+        stats.items_unconfirmed += settled.unconfirmed
+        if settled.error or settled.unconfirmed:
             self.output.warning(
-                f"RabbitMQ did not confirm {settled.items_unconfirmed} deliveries ({settled.error or 'no answer'}); "
+                f"RabbitMQ did not confirm {settled.unconfirmed} deliveries ({settled.error or 'no answer'}); "
                 "they stay pending and are published again by: python manage.py redispatch_pending"
             )
             return

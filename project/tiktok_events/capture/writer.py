@@ -18,10 +18,14 @@ import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
 
 # Only Django-free imports here: the writer process imports this module before
 # django.setup() has run (in its initializer).
-from project.tiktok_events.capture.batches import Settled, WriteBatch, WriteResult
+from project.tiktok_events.capture.batches import WriteBatch, WriteResult
+
+if TYPE_CHECKING:
+    from project.queue_system.streaming import BatchOutcome
 
 log = logging.getLogger("capture.writer")
 
@@ -63,7 +67,7 @@ def _write(batch: WriteBatch) -> WriteResult:
     return write_and_dispatch(batch)
 
 
-def _finish(timeout: float | None) -> list[Settled]:
+def _finish(timeout: float | None) -> list[BatchOutcome]:
     from project.tiktok_events.capture.dispatch import finish
 
     return finish(timeout)
@@ -79,7 +83,7 @@ def _warm_up(*, pending_older_than: float = 10.0, left_by: str = "an earlier run
     from project.tiktok_events.capture import dispatch
 
     connection.ensure_connection()
-    dispatcher = dispatch._dispatcher()
+    dispatcher = dispatch.dispatcher()
     dispatcher.warm_up()
     result = redispatch_pending(older_than=pending_older_than, dispatcher=dispatcher)
     if result.confirmed:
@@ -140,7 +144,7 @@ class BatchWriter:
             self._executor.submit(_recover)
             raise
 
-    async def finish(self, timeout: float | None = None) -> list[Settled]:
+    async def finish(self, timeout: float | None = None) -> list[BatchOutcome]:
         """Settle the batches whose confirms are still awaited (see ``dispatch.write_and_dispatch``);
         with a ``timeout``, what settled within it."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, _finish, timeout)

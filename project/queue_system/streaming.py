@@ -1,5 +1,7 @@
 """DispatchPipeline: batches of QueueItems published as a stream, their confirms read as they come.
 
+Design: docs/architecture.md ("Drain tickets and tokens", the streaming pipeline).
+
 ``EventDispatcher.publish_items`` publishes a batch and waits for it, so one
 batch costs its insert, the broker's confirm round trip and the arming's round
 trip, one after the other. Under a flood that chain, not the machine, sets the
@@ -38,20 +40,19 @@ from django.db import connection, transaction
 from project.queue_system import publisher as publishing
 from project.queue_system import topology
 from project.queue_system.broker import CONNECTION_ERRORS, BrokerError
-from project.queue_system.dispatcher import (
-    EventDispatcher,
-    NewItem,
+from project.queue_system.dispatcher import EventDispatcher, NewItem, mark_dispatched, publish_item, redispatch_pending
+from project.queue_system.drain import (
+    ItemKey,
+    TicketKey,
+    TokenKey,
     arming_requests,
-    mark_dispatched,
-    publish_item,
-    redispatch_pending,
+    publish_ticket,
+    publish_token,
+    token_keys,
 )
-from project.queue_system.drain import publish_ticket
 from project.queue_system.infrastructure import drop_connection, retry_database
 from project.queue_system.models import QueueItem
 from project.queue_system.publisher import ConfirmTimeout
-from project.queue_system.queues import arm_queue_name
-from project.queue_system.task_messages import arm_token_message
 
 log = logging.getLogger("queue.pipeline")
 
@@ -154,7 +155,7 @@ class DispatchPipeline:
         self._open = 0  # batches submitted and not settled
         self._all_settled = threading.Condition(self._lock)
         self._in_flight: dict[int, _Batch] = {}
-        self._control: set = set()  # arming tokens and tickets not confirmed yet
+        self._control: set[TokenKey | TicketKey] = set()  # arming tokens and tickets not confirmed yet
         self._redispatch_due = False
         self._confirmed_at = time.perf_counter()  # the last confirm read, or when waiting began
         self._marker = ThreadWorker("dispatch-mark", _mark)
@@ -256,37 +257,36 @@ class DispatchPipeline:
 
     def _publish(self, batch: _Batch) -> None:
         batch.attempts += 1
-        publisher = self.dispatcher._ensure_connection()
-        self.dispatcher._ensure_topology(batch.items)
+        publisher = self.dispatcher.connect()
+        self.dispatcher.declare_for(batch.items)
         for item in batch.items:
             if item.pk in batch.waiting:
-                publish_item(publisher, item, key=("item", batch.seq, item.pk))
+                publish_item(publisher, item, key=ItemKey(batch.seq, item.pk))
         publisher.flush()
 
     def _read(self) -> None:
-        publisher = self.dispatcher._ensure_connection()
+        publisher = self.dispatcher.connect()
         results = publisher.read(POLL_SECONDS)
         for key, delivered in results.items():
-            kind = key[0]
-            if kind == "item":
-                batch = self._in_flight.get(key[1])
+            if isinstance(key, ItemKey):
+                batch = self._in_flight.get(key.batch)
                 if batch is None:
                     continue
-                batch.waiting.discard(key[2])
+                batch.waiting.discard(key.pk)
                 if delivered:
-                    batch.delivered.append(key[2])
+                    batch.delivered.append(key.pk)
                 if not batch.waiting:
                     self._settle(batch)
-            else:
-                self._control.discard(key)
-                if kind == "token" and delivered:
-                    _, slug, event_type, n, priority = key
-                    ticket = ("ticket", slug, event_type, n, next(self._seq))
-                    publish_ticket(publisher, slug, event_type, priority, key=ticket)
-                    self._control.add(ticket)
-                elif kind == "ticket" and not delivered:
-                    # Its token is taken with no ticket behind it: the worker's watchdog re-arms.
-                    log.warning("a drain ticket was not confirmed", extra={"service": key[1], "event_type": key[2]})
+                continue
+            self._control.discard(key)
+            if isinstance(key, TokenKey) and delivered:
+                # A token taken: its ticket goes into the same stream (drain.arm_many waits instead).
+                self._control.add(publish_ticket(publisher, key, seq=next(self._seq)))
+            elif isinstance(key, TicketKey) and not delivered:
+                # Its token is taken with no ticket behind it: the worker's watchdog repairs it.
+                log.warning(
+                    "a drain ticket was not confirmed", extra={"service": key.slug, "event_type": key.event_type}
+                )
         now = time.perf_counter()
         if results:
             self._confirmed_at = now
@@ -301,7 +301,7 @@ class DispatchPipeline:
             self._marker.put(batch.delivered)
         if not error:
             self._arm(batch)
-            if self.dispatcher._broker_failed_at is not None:
+            if self.dispatcher.broker_down:
                 self._redispatch_due = True  # the broker is back: what was left pending goes too
         self._report(
             BatchOutcome(
@@ -320,12 +320,11 @@ class DispatchPipeline:
         requests = arming_requests(batch.items, set(batch.delivered))
         if not requests:
             return
-        publisher = self.dispatcher._ensure_connection()
-        for slug, event_type, wanted, priority in requests:
-            for n in range(wanted):
-                key = ("token", slug, event_type, n, priority)
+        publisher = self.dispatcher.connect()
+        for request in requests:
+            for key in token_keys(request):
                 if key not in self._control:  # the same token already asked for by an earlier batch
-                    publisher.publish(arm_token_message(), "", arm_queue_name(slug, event_type), key=key)
+                    publish_token(publisher, key)
                     self._control.add(key)
 
     def _report(self, outcome: BatchOutcome, *, submitted: bool = False) -> None:
@@ -338,7 +337,7 @@ class DispatchPipeline:
     def _broker_failed(self, exc: Exception) -> None:
         """One retry of every unconfirmed item on a fresh connection, then they stay pending."""
         error = f"{type(exc).__name__}: {exc}"
-        self.dispatcher._reset(failed=True)
+        self.dispatcher.reset(failed=True)
         # Tokens taken without their ticket are the watchdog's to repair.
         self._control.clear()
         batches = list(self._in_flight.values())
@@ -349,13 +348,13 @@ class DispatchPipeline:
             for batch in retry:
                 self._publish(batch)
         except BROKER_ERRORS as again:
-            self.dispatcher._reset(failed=True)
+            self.dispatcher.reset(failed=True)
             self._give_up(retry, f"{type(again).__name__}: {again}")
 
     def _give_up(self, batches: list[_Batch], error: str) -> None:
         if not batches:
             return
-        self.dispatcher._broker_failed_at = self.dispatcher._broker_failed_at or time.monotonic()
+        self.dispatcher.note_broker_failure()
         log.warning(
             "broker unavailable; items stay pending for redispatch_pending",
             extra={"items": sum(len(b.waiting) for b in batches), "error": error},
@@ -365,7 +364,7 @@ class DispatchPipeline:
 
     def _redispatch(self) -> None:
         self._redispatch_due = False
-        self.dispatcher._broker_failed_at = None
+        self.dispatcher.broker_back()
         self._marker.join()  # what was just confirmed is marked first, or it would go twice
         try:
             redispatch_pending(older_than=0, dispatcher=self.dispatcher)

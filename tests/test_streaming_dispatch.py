@@ -10,7 +10,7 @@ from django.db import transaction
 
 from project.queue_system import publisher
 from project.queue_system.models import QueueItem
-from project.queue_system.pipeline import DispatchPipeline
+from project.queue_system.streaming import DispatchPipeline
 from tests.broker import depth, peek, publishing_blocked
 from tests.queueing import make_events, make_service, make_session, wait_for
 
