@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from project.tiktok_events.capture import dispatch
+from project.tiktok_events.capture import handoff
 from project.tiktok_events.capture.batches import WriteBatch
 from project.tiktok_events.models import LiveEvent, LiveSession
 
@@ -31,7 +31,7 @@ def like(msg_id: int, total: int = 1) -> dict:
 @pytest.fixture(autouse=True)
 def stage():
     yield
-    dispatch.close()  # the publishing stage (threads, no broker connection: no service subscribes here)
+    handoff.close()  # the publishing pipeline (threads, no broker connection: no service subscribes here)
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def batch_of(session, msg_ids, number=1) -> WriteBatch:
 
 
 def test_a_batch_is_stored_with_its_ids(session):
-    result = dispatch.write_and_dispatch(batch_of(session, [11, 12, 13]))
+    result = handoff.write_and_dispatch(batch_of(session, [11, 12, 13]))
     rows = dict(LiveEvent.objects.filter(session=session).values_list("msg_id", "pk"))
     assert result.ids == [rows[11], rows[12], rows[13]]
     assert len(set(result.ids)) == 3
@@ -54,11 +54,11 @@ def test_a_batch_is_stored_with_its_ids(session):
 
 
 def test_a_retried_batch_keeps_the_rows_already_stored(session):
-    first = dispatch.write_and_dispatch(batch_of(session, [21, 22, 23]))
+    first = handoff.write_and_dispatch(batch_of(session, [21, 22, 23]))
     # The same messages again with two new ones, and a streak update of a stored row.
     retried = batch_of(session, [20, 21, 22, 23, 24], number=2)
     retried.updates = [(first.ids[0], {"repeat_count": 7, "streak_status": "ended"})]
-    result = dispatch.write_and_dispatch(retried)
+    result = handoff.write_and_dispatch(retried)
 
     rows = dict(LiveEvent.objects.filter(session=session).values_list("msg_id", "pk"))
     assert sorted(rows) == [20, 21, 22, 23, 24]  # each message once
@@ -71,7 +71,7 @@ def test_ids_come_from_the_sequence_in_blocks_and_never_repeat(session):
     seen: list[int] = []
     for number in range(3):
         start = 1000 + number * 300
-        seen += dispatch.write_and_dispatch(batch_of(session, range(start, start + 300), number=number)).ids
+        seen += handoff.write_and_dispatch(batch_of(session, range(start, start + 300), number=number)).ids
     assert len(seen) == len(set(seen)) == 900
     assert seen == sorted(seen)
     # Another writer (another process, or a plain insert) takes its ids from the same sequence.

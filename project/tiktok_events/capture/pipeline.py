@@ -7,7 +7,7 @@ writer (one transaction: rows and QueueItems; then the items are published).
 While a batch is being written the next one builds up, so batches grow with
 the load and a flood costs one round trip per batch, not per event; and the
 broker confirms one batch while the writer stores the next (see
-``dispatch.write_and_dispatch``): a batch's confirmation comes back with the
+``handoff.write_and_dispatch``): a batch's confirmation comes back with the
 next write, or from ``finish`` when no batch follows.
 """
 

@@ -62,13 +62,13 @@ def _exit_with_the_capture() -> None:
 
 
 def _write(batch: WriteBatch) -> WriteResult:
-    from project.tiktok_events.capture.dispatch import write_and_dispatch
+    from project.tiktok_events.capture.handoff import write_and_dispatch
 
     return write_and_dispatch(batch)
 
 
 def _finish(timeout: float | None) -> list[BatchOutcome]:
-    from project.tiktok_events.capture.dispatch import finish
+    from project.tiktok_events.capture.handoff import finish
 
     return finish(timeout)
 
@@ -80,10 +80,10 @@ def _warm_up(*, pending_older_than: float = 10.0, left_by: str = "an earlier run
     from django.db import connection
 
     from project.queue_system.dispatcher import redispatch_pending
-    from project.tiktok_events.capture import dispatch
+    from project.tiktok_events.capture import handoff
 
     connection.ensure_connection()
-    dispatcher = dispatch.dispatcher()
+    dispatcher = handoff.dispatcher()
     dispatcher.warm_up()
     result = redispatch_pending(older_than=pending_older_than, dispatcher=dispatcher)
     if result.confirmed:
@@ -106,9 +106,9 @@ def _recover() -> int:
 def _close_worker() -> None:
     from django.db import connection
 
-    from project.tiktok_events.capture import dispatch
+    from project.tiktok_events.capture import handoff
 
-    dispatch.close()
+    handoff.close()
     connection.close()
 
 
@@ -145,7 +145,7 @@ class BatchWriter:
             raise
 
     async def finish(self, timeout: float | None = None) -> list[BatchOutcome]:
-        """Settle the batches whose confirms are still awaited (see ``dispatch.write_and_dispatch``);
+        """Settle the batches whose confirms are still awaited (see ``handoff.write_and_dispatch``);
         with a ``timeout``, what settled within it."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, _finish, timeout)
 

@@ -1,4 +1,4 @@
-"""The one door from the capture to the queue system.
+"""The capture's handoff to the queue system: a batch stored with its QueueItems, then published.
 
 ``write_and_dispatch`` stores a batch and creates its QueueItems in the *same
 transaction*, then hands the committed items to a publishing thread and
