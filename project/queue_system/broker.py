@@ -154,9 +154,6 @@ class Management:
     def delete_policy(self, name: str) -> None:
         self.request("DELETE", f"/api/policies/{self._vhost}/{quote(name, safe='')}")
 
-    def queue(self, name: str) -> dict:
-        return self.request("GET", f"/api/queues/{self._vhost}/{quote(name, safe='')}").json()
-
     def queue_depths(self, prefix: str = "svc.") -> dict[str, QueueDepth]:
         """Depths of every queue whose name starts with prefix (the API refreshes them every few seconds)."""
         response = self.request(

@@ -32,10 +32,6 @@ class ServiceTopology:
     max_queue_size: int
     discardable_types: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def signature(self) -> tuple:
-        return (self.slug, self.tickets, self.max_queue_size, self.discardable_types)
-
 
 def service_topology(service) -> ServiceTopology:
     """The topology of one Service row (discardable configs count even when disabled:
