@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
+# TTE_ (TikTok Live Events) marks the project's own variables (docs/configuration.md).
 SUPERVISOR_PID_ENV = "TTE_SUPERVISOR_PID"
 INTERVAL = 1.0
 

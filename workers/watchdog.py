@@ -29,6 +29,7 @@ from project.queue_system.broker import CONNECTION_ERRORS, passive_counts
 
 logger = logging.getLogger("queue.watchdog")
 
+# TTE_ (TikTok Live Events) marks the project's own variables (docs/configuration.md).
 INTERVAL_ENV = "TTE_DRAIN_WATCHDOG_SECONDS"
 
 

@@ -34,6 +34,7 @@ from project.env import env_float
 logger = logging.getLogger("queue.budget")
 
 # Seconds a handler gets to return once its item timed out and on_timeout ran.
+# TTE_ (TikTok Live Events) marks the project's own variables (docs/configuration.md).
 GRACE = env_float("TTE_TIMEOUT_GRACE_SECONDS", 5.0, minimum=0.0)
 
 

@@ -25,6 +25,7 @@ T = TypeVar("T")
 # Raised by Django when PostgreSQL is unreachable, restarting, or dropped the connection.
 DB_ERRORS = (OperationalError, InterfaceError)
 
+# TTE_ (TikTok Live Events) marks the project's own variables (docs/configuration.md).
 OUTAGE_WAIT = env_float("TTE_DB_OUTAGE_WAIT_SECONDS", 30.0, minimum=0.0)
 MAX_BACKOFF = 5.0
 

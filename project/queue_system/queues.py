@@ -28,6 +28,8 @@ EXCHANGE = "events"
 DISCARDED_EXCHANGE = "events.discarded"
 DISCARDED_QUEUE = "events.discarded"
 MAX_PRIORITY = 10
+# "tte." (TikTok Live Events) names the policies this project puts, so they are told from
+# others on a shared broker and never matched by another project's pattern.
 POLICY_PREFIX = "tte."
 
 # Arguments of each kind of queue. Changing one is a migration: RabbitMQ refuses

@@ -51,6 +51,7 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls, **overrides) -> RetryPolicy:
+        # TTE_ (TikTok Live Events) marks the project's own variables (docs/configuration.md).
         values = {
             "drop_base": env_float("TTE_CAPTURE_DROP_BACKOFF_SECONDS", cls.drop_base, minimum=0),
             "drop_max": env_float("TTE_CAPTURE_DROP_BACKOFF_MAX_SECONDS", cls.drop_max, minimum=0),
