@@ -12,6 +12,8 @@ Routes:
 Every WebSocket must present ``avatar_access_token`` as ``?token=``: a stranger
 who finds the port cannot spend the streamer's HeyGen minutes. At most
 ``max_sessions`` conversations run at once; the next one is told so and closed.
+Requests are logged by :class:`PathAccessLogger`, which leaves the query string
+(and with it the token) out.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import socket
 from pathlib import Path
 
 from aiohttp import WSCloseCode, web
+from aiohttp.abc import AbstractAccessLogger
 
 from project.services.avatar.configuration import AvatarSettings
 from project.services.avatar.hybrid import HybridConnection
@@ -42,6 +45,32 @@ CONNECTIONS: web.AppKey[set[HybridConnection]] = web.AppKey("connections", set)
 REGISTRY: web.AppKey[SessionRegistry | None] = web.AppKey("registry", object)
 
 _connection_numbers = itertools.count(1)
+
+
+class PathAccessLogger(AbstractAccessLogger):
+    """One access line per request, by path only.
+
+    aiohttp's default line holds the request line, query string included: the pages
+    and ``/hybrid`` carry the access token there, and that line is written at INFO.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status,
+            extra={"remote": request.remote or "", "ms": round(time * 1000)},
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def create_runner(app: web.Application) -> web.AppRunner:
+    """The runner ``run_avatar_server`` serves the app with (the access log without query strings)."""
+    return web.AppRunner(app, shutdown_timeout=15, access_log_class=PathAccessLogger)
 
 
 def create_app(settings: AvatarSettings, registry: SessionRegistry | None = None) -> web.Application:

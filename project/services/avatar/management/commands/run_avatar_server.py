@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from project.services.avatar.configuration import SettingsError, load_settings
-from project.services.avatar.server import LIVEKIT_CLIENT, create_app
+from project.services.avatar.server import LIVEKIT_CLIENT, create_app, create_runner
 from project.services.avatar.session_registry import SessionRegistry
 
 
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         asyncio.run(self._serve(create_app(settings, SessionRegistry()), options["host"], options["port"]))
 
     async def _serve(self, app: web.Application, host: str, port: int) -> None:
-        runner = web.AppRunner(app, shutdown_timeout=15)
+        runner = create_runner(app)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
