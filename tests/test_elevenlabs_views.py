@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from django.test import Client
@@ -17,6 +18,12 @@ TOKEN = "api-token-for-tests-0123456789"
 
 def post_tts(client: Client, payload: object, **headers: str):
     return client.post("/api/elevenlabs/tts", json.dumps(payload), content_type="application/json", headers=headers)
+
+
+@pytest.fixture(autouse=True)
+def own_rate_window(settings):
+    """The per-minute request cap counts in Redis: this module's requests are not another run's."""
+    settings.ELEVENLABS_API_RATE_KEY = f"elevenlabs:test:{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

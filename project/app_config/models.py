@@ -10,6 +10,7 @@ SECRET_KEYS = frozenset(
         "heygen_api_key",
         "api_token",
         "avatar_access_token",
+        "overlays_token",
         "sign_api_key",
         "tiktok_session_id",
         # Proxy URLs often carry a password.

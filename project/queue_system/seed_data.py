@@ -22,7 +22,9 @@ CONFIG_KEYS: dict[str, str] = {
     "elevenlabs_base_url": "ElevenLabs API URL; empty = ELEVENLABS_BASE_URL or https://api.elevenlabs.io",
     "elevenlabs_model_id": "ElevenLabs TTS model; empty = eleven_multilingual_v2 (1 credit per character).",
     "elevenlabs_output_format": "TTS audio format: wav_<rate>, pcm_<rate> or mp3_<rate>_<kbps>; empty = wav_22050.",
-    "elevenlabs_session_char_cap": "Most TTS characters per live session; empty or 0 = no cap.",
+    "elevenlabs_session_char_cap": "Most TTS characters per live session; empty = 20000, 0 = no cap.",
+    "elevenlabs_api_requests_per_minute": "Most /api/elevenlabs/ requests (tts, voices) a minute; empty = 30, "
+    "0 = no cap.",
     "elevenlabs_cache_max_mb": "Size cap of the TTS audio cache (media/elevenlabs/) in MB; least recently used "
     "phrases are deleted past it; empty = 500.",
     "api_token": "Token for the HTTP API (Authorization: Bearer <token>); empty = staff login only (secret).",
@@ -39,6 +41,8 @@ CONFIG_KEYS: dict[str, str] = {
     "avatar_gift_template": "What the avatar says for a gift; {user}, {gift}, {count}. Empty: a Spanish default.",
     "avatar_follow_template": "What the avatar says for a follow; {user}. Empty: a Spanish default.",
     "heygen_base_url": "HeyGen API base URL; empty means https://api.heygen.com.",
+    "overlays_token": "Token of the OBS overlay URL (/overlays/?token=…); made on first view of Overlays › OBS "
+    "overlay URL in the admin (secret).",
 }
 
 # (event_type, priority, discardable): the seeds' tables, plus Share and Join

@@ -9,7 +9,11 @@ admin applies to running workers without a restart:
 - ``elevenlabs_base_url`` (environment ``ELEVENLABS_BASE_URL``; default the real
   API) — the tests point it at a local fake;
 - ``elevenlabs_session_char_cap`` — characters allowed per live session
-  (empty or 0: no cap).
+  (empty: :data:`DEFAULT_SESSION_CHAR_CAP`; 0: no cap).
+
+A voice id, from Config or a caller, must look like ElevenLabs' own (letters and
+digits): the SDK puts it into the request's URL path, where a ``/`` or ``..``
+would reach another endpoint with the account's key.
 
 A phrase is saved under ``MEDIA_ROOT/elevenlabs/`` with a name derived from
 (voice, model, format, text), so the same phrase is never paid for twice; the
@@ -22,6 +26,7 @@ import hashlib
 import io
 import logging
 import math
+import re
 import time
 import wave
 from dataclasses import dataclass
@@ -63,6 +68,11 @@ DEFAULT_MODEL_ID = "eleven_multilingual_v2"  # speaks Spanish; 1 credit per char
 # change the price, only the file size (~44 kB per second of speech).
 DEFAULT_OUTPUT_FORMAT = "wav_22050"
 MAX_TEXT_CHARACTERS = 5000
+# A live of a few hours with a chatty bot stays under it (about 20 credits of the
+# Creator plan's 100,000 a month per minute of speech); a loop or a flood stops here.
+DEFAULT_SESSION_CHAR_CAP = 20_000
+# ElevenLabs' voice ids are 20 letters and digits; a little room either way.
+VOICE_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 API_KEY_ENV_ALIASES = ("ELEVENLABS_API_KEY", "ELEVEN_API_KEY")
 _SUFFIXES = {"mp3": ".mp3", "wav": ".wav", "pcm": ".wav"}  # pcm_* is wrapped into a WAV file here
 # One request, from sending the text to the last byte of audio, when the caller gives no deadline.
@@ -120,9 +130,15 @@ class ElevenLabsClient:
                 f"output format {output_format!r} is not supported here: use mp3_*, wav_* or pcm_* "
                 "(e.g. wav_22050, mp3_44100_128) in Config elevenlabs_output_format"
             )
-        cap = config_int("elevenlabs_session_char_cap", 0)
+        cap = config_int("elevenlabs_session_char_cap", DEFAULT_SESSION_CHAR_CAP)
+        voice_id = self._voice_id or get_config("elevenlabs_voice_id").strip() or DEFAULT_VOICE_ID
+        if not VOICE_ID.fullmatch(voice_id):
+            raise ElevenLabsConfigError(
+                f"voice id {voice_id!r} is not an ElevenLabs voice id (letters and digits only, e.g. "
+                f"{DEFAULT_VOICE_ID}): fix Config elevenlabs_voice_id"
+            )
         return TTSSettings(
-            voice_id=self._voice_id or get_config("elevenlabs_voice_id") or DEFAULT_VOICE_ID,
+            voice_id=voice_id,
             model_id=self._model_id or get_config("elevenlabs_model_id") or DEFAULT_MODEL_ID,
             output_format=output_format,
             base_url=(
@@ -192,6 +208,10 @@ class ElevenLabsClient:
             )
         tts = self.settings()
         voice = voice_id or tts.voice_id
+        if not VOICE_ID.fullmatch(voice):
+            raise ElevenLabsRequestError(
+                f"voice id {voice!r} is not an ElevenLabs voice id: letters and digits only, e.g. {DEFAULT_VOICE_ID}."
+            )
         path = self._cache_path(text, voice, tts)
         usage = SessionUsage(resolve_session_id(session))
         log = {"session_id": usage.session_id, "voice_id": voice, "characters": len(text), "audio": path.name}

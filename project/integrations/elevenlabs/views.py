@@ -2,13 +2,17 @@
 
 - ``POST tts`` — JSON ``{"text": ..., "voice_id": optional, "play": false}`` →
   ``{"audio_url", "cached", "characters"}``; 429 when the session's character
-  cap refuses the phrase.
+  cap refuses the phrase. ``voice_id`` is an ElevenLabs id (letters and digits):
+  it becomes part of the API's URL path, so anything else is refused with 400.
 - ``GET voices`` — the account's voices.
 - ``GET audio/<file>`` — a saved phrase (``audio_url`` points here; the
   project does not serve MEDIA_ROOT itself).
 
 Only for logged-in staff (with Django's CSRF check on POST) or a client that
 sends the token of Config ``api_token`` as ``Authorization: Bearer <token>``.
+``tts`` and ``voices`` together take at most Config
+``elevenlabs_api_requests_per_minute`` requests a minute (see :mod:`.rate_limit`);
+the next ones are answered 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from project.app_config.config import get_config
-from project.integrations.elevenlabs import cache
-from project.integrations.elevenlabs.client import MAX_TEXT_CHARACTERS, ElevenLabsClient
+from project.integrations.config_values import ConfigValueError
+from project.integrations.elevenlabs import cache, rate_limit
+from project.integrations.elevenlabs.client import MAX_TEXT_CHARACTERS, VOICE_ID, ElevenLabsClient
 from project.integrations.elevenlabs.errors import ElevenLabsAuthError, ElevenLabsConfigError, ElevenLabsError
 
 logger = logging.getLogger("integrations.elevenlabs")
@@ -65,6 +70,37 @@ def staff_or_token(view):
     return wrapper
 
 
+def within_request_cap(view):
+    """Counts the request against the per-minute cap (after authentication: a stranger cannot spend it)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            verdict = rate_limit.take_request()
+        except ConfigValueError as exc:
+            return JsonResponse({"error": str(exc)}, status=503)
+        except rate_limit.REDIS_DOWN as exc:
+            logger.warning("API request cap cannot be checked, request refused: Redis %s", type(exc).__name__)
+            response = JsonResponse(
+                {"error": "the request cap cannot be checked (Redis is unreachable); try again shortly"}, status=503
+            )
+            response["Retry-After"] = "5"
+            return response
+        if not verdict.allowed:
+            response = JsonResponse(
+                {
+                    "error": f"at most {verdict.limit} requests a minute (Config {rate_limit.CONFIG_KEY}); "
+                    f"try again in {verdict.retry_after} s"
+                },
+                status=429,
+            )
+            response["Retry-After"] = str(verdict.retry_after)
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def _error_response(exc: ElevenLabsError) -> JsonResponse:
     """Upstream failures as 502/503 with the classified message (never the key)."""
     if isinstance(exc, ElevenLabsConfigError):
@@ -93,6 +129,7 @@ def _read_body(request: HttpRequest) -> dict:
 
 @require_POST
 @staff_or_token
+@within_request_cap
 def text_to_speech(request: HttpRequest) -> JsonResponse:
     try:
         body = _read_body(request)
@@ -104,8 +141,14 @@ def text_to_speech(request: HttpRequest) -> JsonResponse:
     if len(text.strip()) > MAX_TEXT_CHARACTERS:
         return JsonResponse({"error": f'field "text" is longer than {MAX_TEXT_CHARACTERS} characters'}, status=400)
     voice_id = body.get("voice_id") or None
-    if voice_id is not None and not isinstance(voice_id, str):
-        return JsonResponse({"error": 'field "voice_id" must be text'}, status=400)
+    if voice_id is not None and not (isinstance(voice_id, str) and VOICE_ID.fullmatch(voice_id)):
+        return JsonResponse(
+            {
+                "error": 'field "voice_id" must be an ElevenLabs voice id: letters and digits only, e.g. '
+                '"JBFqnCBsd6RMkjVDRZzb" (GET /api/elevenlabs/voices lists them)'
+            },
+            status=400,
+        )
     play = str(body.get("play", "false")).lower() in ("true", "1", "yes", "on")
     client = ElevenLabsClient()
     cached = client.cache_path(text, voice_id).is_file()
@@ -124,6 +167,7 @@ def text_to_speech(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 @staff_or_token
+@within_request_cap
 def voices(request: HttpRequest) -> JsonResponse:
     try:
         found = ElevenLabsClient().list_voices()
