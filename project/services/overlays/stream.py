@@ -10,22 +10,25 @@ has to stay on screen. Unlike pub/sub channels, streams live in the Redis databa
 ``REDIS_URL``, so two installations sharing one Redis server never see each other's
 cards.
 
+The pages of one web process share one Redis connection and one reader thread
+(:mod:`project.services.overlays.reader`), which catches each page up from its last id
+and hands it the new cards.
+
 When Redis goes away (a restart: it comes back empty) the stream stays open: it sends
-an ``unavailable`` event, pings the page as usual and tries Redis every
-``REDIS_POLL_SECONDS``; once Redis answers it sends ``available`` and reads on after
-the last card the page got (the card ids of a restarted Redis carry on from the clock,
+an ``unavailable`` event, pings the page as usual while the reader tries Redis every
+``REDIS_POLL_SECONDS``; once Redis answers it sends ``available`` and the cards after
+the last one the page got (the card ids of a restarted Redis carry on from the clock,
 so they sort after the ones the page saw). Ending the stream instead would leave the
 page without a stream for the browser's reconnect delay just when the cards held back
 by the outage are published, and a short card could expire on the server before the
 page came back. A page that opens while Redis is away gets the same stream (its replay
-window then starts from the web server's clock). Either way the stream ends after
+window then starts from Redis' clock when it is back). Either way the stream ends after
 ``max_stream_seconds`` and the browser reconnects: never a 500, never a hung thread.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import threading
 import time
@@ -36,15 +39,11 @@ import redis
 from django.conf import settings
 
 from project.env import env_int, env_str
-from project.redis_outage import REDIS_DOWN
+from project.services.overlays.reader import REPLAY_WINDOW_MS, hub_for, id_key
 
-logger = logging.getLogger("services.overlays")
+__all__ = ["REPLAY_WINDOW_MS", "publish_card", "sse_events"]
 
 KEEP_CARDS = 500  # approximate length the stream is trimmed to
-REPLAY_WINDOW_MS = 60_000  # a page that (re)opens without an id still shows cards younger than this
-# How often an open stream tries Redis while it is away: a card published when it is
-# back reaches the page within this delay.
-REDIS_POLL_SECONDS = 0.5
 _ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 _clients: dict[str, redis.Redis] = {}
@@ -94,83 +93,56 @@ def valid_id(value: str | None) -> str | None:
     return value if _ID.match(value) else None
 
 
-def _redis_now_ms(client: redis.Redis) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
 def sse_events(last_id: str | None) -> Iterator[str]:
     """Server-sent events for the page: the cards after ``last_id``, pings in between.
 
-    Each card goes out with ``remaining_ms``: how much of its display time is left by
-    Redis' clock, so a card replayed after a reconnect leaves the screen on time and an
-    expired one is not shown at all. The stream ends after ``max_stream_seconds`` and the
-    browser reconnects with its last id: a thread of the web server is never held by a
-    client that vanished without the socket noticing.
+    The cards come from this process's shared reader (:mod:`.reader`), which catches the
+    page up from ``last_id`` and then hands it every new card. Each card goes out with
+    ``remaining_ms``: how much of its display time is left by Redis' clock, so a card
+    replayed after a reconnect leaves the screen on time and an expired one is not shown
+    at all. The stream ends after ``max_stream_seconds`` and the browser reconnects with
+    its last id: a thread of the web server is never held by a client that vanished
+    without the socket noticing.
     """
     heartbeat = heartbeat_seconds()
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, decode_responses=True, socket_connect_timeout=5, socket_timeout=heartbeat + 10
-    )
-    key = stream_key()
     deadline = time.monotonic() + max_stream_seconds()
+    subscription = hub_for(settings.REDIS_URL, stream_key()).subscribe(last_id)
     try:
-        if last_id is None:
-            try:
-                start_ms = _redis_now_ms(client)
-            except REDIS_DOWN:
-                # The web server's clock: a skew only shifts the replay window a little.
-                start_ms = int(time.time() * 1000)
-            last_id = f"{max(0, start_ms - REPLAY_WINDOW_MS)}-0"
         yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'heartbeat_ms': heartbeat * 1000})}\n\n"
-        while time.monotonic() < deadline:
-            try:
-                batches = client.xread({key: last_id}, block=heartbeat * 1000, count=100)
-                now_ms = _redis_now_ms(client) if batches else 0
-            except REDIS_DOWN as exc:
-                yield from _wait_for_redis(client, exc, heartbeat, deadline)
-                continue
-            if not batches:
+        seen: tuple[int, int] | None = None
+        next_ping = time.monotonic() + heartbeat
+        while not subscription.dropped:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if now >= next_ping:
                 # A named event, not an SSE comment: the page's watchdog only sees events.
                 yield "event: ping\ndata: {}\n\n"
+                next_ping = time.monotonic() + heartbeat
                 continue
-            for entry_id, fields in batches[0][1]:
-                last_id = entry_id
+            delivery = subscription.get(timeout=min(next_ping, deadline) - now)
+            if delivery is None:
+                continue
+            if delivery.kind != "cards":
+                reason = {"reason": "redis unavailable"} if delivery.kind == "unavailable" else {}
+                yield f"event: {delivery.kind}\ndata: {json.dumps(reason)}\n\n"
+                next_ping = time.monotonic() + heartbeat
+                continue
+            if seen is None:
+                seen = id_key(subscription.floor or "0-0")
+            for entry_id, fields in delivery.entries:
+                if id_key(entry_id) <= seen:
+                    continue  # the catch-up already gave it
+                seen = id_key(entry_id)
                 try:
                     card = json.loads(fields["card"])
                 except (KeyError, ValueError):
                     continue  # not written by publish_card: nothing a page could show
-                remaining = id_millis(entry_id) + int(card.get("duration_ms", 0)) - now_ms
+                remaining = id_millis(entry_id) + int(card.get("duration_ms", 0)) - delivery.now_ms
                 if remaining <= 0:
                     continue
                 card["remaining_ms"] = remaining
                 yield f"id: {entry_id}\nevent: card\ndata: {json.dumps(card, ensure_ascii=False)}\n\n"
-    finally:
-        client.close()
-
-
-_last_outage_log = 0.0
-
-
-def _wait_for_redis(client: redis.Redis, exc: BaseException, heartbeat: int, deadline: float) -> Iterator[str]:
-    """``unavailable``, pings while Redis is away, then ``available`` (or nothing: the stream's time is up)."""
-    global _last_outage_log
-    # Every open page waits here: one line per half minute tells the story.
-    if time.monotonic() - _last_outage_log >= 30:
-        _last_outage_log = time.monotonic()
-        logger.warning(
-            "overlay stream waiting for Redis (%s): %s", type(exc).__name__, exc, extra={"service": "overlays"}
-        )
-    yield f"event: unavailable\ndata: {json.dumps({'reason': 'redis unavailable'})}\n\n"
-    next_ping = time.monotonic() + heartbeat
-    while time.monotonic() < deadline:
-        time.sleep(REDIS_POLL_SECONDS)
-        try:
-            client.ping()
-        except REDIS_DOWN:
-            if time.monotonic() >= next_ping:
                 next_ping = time.monotonic() + heartbeat
-                yield "event: ping\ndata: {}\n\n"
-            continue
-        yield "event: available\ndata: {}\n\n"
-        return
+    finally:
+        subscription.close()

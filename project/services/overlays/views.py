@@ -5,16 +5,20 @@ the web server while it listens. That is the right trade for a handful of OBS so
 and needs no extra server stack (ASGI, channels), but it needs a *threaded* server:
 ``runserver`` is, and gunicorn must run ``--worker-class gthread --threads N`` (as
 docker-compose.yml does) — a sync gunicorn worker would be taken whole by one page.
+Both take the overlay token or a local client, and a process serves at most
+``OVERLAYS_MAX_STREAMS`` streams (see :mod:`.access`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from project.services.overlays.access import RETRY_AFTER_SECONDS, SLOTS, max_streams, refusal
 from project.services.overlays.stream import sse_events, valid_id
 
 ASSETS = Path(__file__).resolve().parent / "static" / "overlays"
@@ -22,20 +26,59 @@ ASSETS = Path(__file__).resolve().parent / "static" / "overlays"
 
 @require_GET
 def page(request: HttpRequest) -> HttpResponse:
+    if (reason := refusal(request)) is not None:
+        return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")
     # Inlined like the dino page: works from gunicorn without a static file server.
     context = {
         "style": (ASSETS / "overlays.css").read_text(encoding="utf-8"),
         "script": (ASSETS / "overlays.js").read_text(encoding="utf-8"),
     }
-    return render(request, "overlays/page.html", context)
+    response = render(request, "overlays/page.html", context)
+    response["Referrer-Policy"] = "no-referrer"  # the card images must not receive the token
+    return response
 
 
 @require_GET
-def events(request: HttpRequest) -> StreamingHttpResponse:
+def events(request: HttpRequest) -> HttpResponse:
+    if (reason := refusal(request)) is not None:
+        return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")
+    if not SLOTS.take():
+        response = HttpResponse(
+            f"This server already serves {max_streams()} overlay streams (OVERLAYS_MAX_STREAMS); "
+            f"try again in {RETRY_AFTER_SECONDS} s.",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     # EventSource sends Last-Event-ID when it reconnects by itself; the page passes
     # ?last_id= when it has to open a new EventSource after a hard failure.
     last_id = valid_id(request.headers.get("Last-Event-ID")) or valid_id(request.GET.get("last_id"))
-    response = StreamingHttpResponse(sse_events(last_id), content_type="text/event-stream; charset=utf-8")
+    response = StreamingHttpResponse(HeldStream(sse_events(last_id)), content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache, no-store"
     response["X-Accel-Buffering"] = "no"  # nginx in front must not buffer the stream
     return response
+
+
+class HeldStream:
+    """A stream's events holding one of the process's stream slots until it ends or is closed.
+
+    The server closes the response whether or not it read it (a client gone before the
+    first byte): ``close`` gives the slot back then too.
+    """
+
+    def __init__(self, events: Generator[str, None, None]) -> None:
+        self._events = events
+        self._held = True
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self._events
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._held:
+            self._held = False
+            SLOTS.give_back()
+            self._events.close()

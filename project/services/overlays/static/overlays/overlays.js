@@ -8,6 +8,8 @@
  * heartbeat, the page opens a new one with ?last_id=, backing off up to 10 s. While the
  * server's Redis is away the stream stays open: "unavailable", pings, then "available"
  * and the cards published since.
+ * The page's own ?token= (the OBS URL the admin shows) goes on to every EventSource:
+ * EventSource cannot send headers, and the events endpoint needs the token too.
  * window.overlays tells what is on screen (tests and debugging use it).
  */
 (function () {
@@ -27,6 +29,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const LEAVE_MS = 280;
   const MAX_BACKOFF_MS = 10000;
+  const TOKEN = new URLSearchParams(window.location.search).get("token");
   const cardsEl = document.getElementById("cards");
   const shown = new Map(); // card id -> { el, entry, timer }
   const history = [];
@@ -43,7 +46,8 @@
   let opens = 0; // every open stream, the browser's own reconnects included
 
   function endpoint() {
-    const url = new URL("events/", window.location.href);
+    const url = new URL("events/", window.location.href); // the page's own query is not carried over
+    if (TOKEN) url.searchParams.set("token", TOKEN);
     if (lastId) url.searchParams.set("last_id", lastId);
     return url.toString();
   }
