@@ -2,6 +2,8 @@ from django import forms
 from django.contrib import admin
 
 from project.app_config.models import Config
+from project.moderation.settings import ModerationConfigError
+from project.moderation.settings import validate as validate_moderation
 
 
 class ConfigForm(forms.ModelForm):
@@ -22,6 +24,16 @@ class ConfigForm(forms.ModelForm):
         if self.instance.pk and self.instance.is_secret and not value:
             return self.instance.value
         return value
+
+    def clean(self):
+        cleaned = super().clean()
+        key = cleaned.get("key") or self.instance.key
+        try:
+            # The blocklist's regular expressions are checked here, where the streamer can fix them.
+            validate_moderation(key, cleaned.get("value", ""))
+        except ModerationConfigError as exc:
+            self.add_error("value", str(exc))
+        return cleaned
 
 
 @admin.register(Config)

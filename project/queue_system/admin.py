@@ -148,6 +148,21 @@ class ServiceAdmin(admin.ModelAdmin):
             )
 
 
+class ModeratedFilter(admin.SimpleListFilter):
+    title = "moderation"
+    parameter_name = "moderated"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Filtered"), ("no", "Not filtered")]
+
+    def queryset(self, request, queryset: QuerySet[QueueItem]) -> QuerySet[QueueItem]:
+        if self.value() == "yes":
+            return queryset.exclude(moderation="")
+        if self.value() == "no":
+            return queryset.filter(moderation="")
+        return queryset
+
+
 @admin.register(QueueItem)
 class QueueItemAdmin(admin.ModelAdmin):
     list_display = [
@@ -158,15 +173,16 @@ class QueueItemAdmin(admin.ModelAdmin):
         "status",
         "user",
         "attempts",
+        "moderation",
         "dispatched_at",
         "started_at",
         "finished_at",
     ]
-    list_filter = ["service", "status", "event_type", "discardable"]
+    list_filter = ["service", "status", "event_type", "discardable", ModeratedFilter]
     search_fields = ["live_event__user_unique_id", "live_event__user_nickname", "live_event__user_nickname_raw"]
     list_select_related = ["service", "live_event"]
     raw_id_fields = ["live_event"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["moderation", "created_at", "updated_at"]
     date_hierarchy = "created_at"
     actions = ["retry_failed"]
 

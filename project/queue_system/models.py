@@ -114,6 +114,13 @@ class QueueItem(BaseModel):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, default="")
+    moderation = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="What moderation filtered for this service, and the blocklist entry it matched "
+        "(docs/moderation.md). A filtered item still completes.",
+    )
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -130,6 +137,9 @@ class QueueItem(BaseModel):
         indexes = [
             models.Index(fields=["service", "status"], name="queueitem_service_status"),
             models.Index(fields=["status", "event_type"], name="queueitem_status_type"),
+            # The dashboard's per-session moderation count. Partial: the unmoderated
+            # items (nearly all) are never written to it.
+            models.Index(fields=["live_event"], condition=~models.Q(moderation=""), name="queueitem_moderated"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["live_event", "service"], name="unique_event_per_service"),

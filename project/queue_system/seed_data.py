@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from project.moderation.settings import DESCRIPTIONS as MODERATION_KEYS
+
 CONFIG_KEYS: dict[str, str] = {
     "tiktok_user": "TikTok username (without @) of the streamer whose live is captured.",
     "sign_api_key": "Sign-server (Euler Stream) API key: a higher connection rate limit (secret).",
@@ -43,6 +45,9 @@ CONFIG_KEYS: dict[str, str] = {
     "heygen_base_url": "HeyGen API base URL; empty means https://api.heygen.com.",
     "overlays_token": "Token of the OBS overlay URL (/overlays/?token=…); made on first view of Overlays › OBS "
     "overlay URL in the admin (secret).",
+    "avatar_reply_cooldown_seconds": "Avatar: at most one LLM answer per viewer per this many seconds; empty = 60.",
+    "avatar_max_tokens": "Avatar: max_tokens of each LLM answer; empty = 120.",
+    **MODERATION_KEYS,
 }
 
 # (event_type, priority, discardable): the seeds' tables, plus Share and Join

@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from project.moderation.counts import ModerationCounts
+
 LINE = "=" * 70
 
 
@@ -54,6 +56,7 @@ class DashboardData:
     note: str = ""
     behind_seconds: float | None = None  # set while the capture is behind the live
     likes: LikeTotals | None = None  # set once the session has a like (LikeTotals.of)
+    moderation: ModerationCounts | None = None  # the session's filtered items (docs/moderation.md)
 
 
 def render(data: DashboardData) -> list[str]:
@@ -70,6 +73,13 @@ def render(data: DashboardData) -> list[str]:
     if data.likes is not None:
         lines.insert(-1, f"❤️  Likes in the room: {data.likes.room_total:,} (TikTok's total, exact)")
         lines.insert(-1, f"❤️  Likes received: {data.likes.counted:,} (sum of like messages, a lower bound)")
+    if data.moderation is not None:
+        m = data.moderation
+        lines.insert(
+            -1,
+            f"🛡️  Moderated: {m.total} ({m.comments} comment(s) blocked, {m.nicknames} nickname(s) masked, "
+            f"{m.replies} reply(ies) dropped)",
+        )
     if data.behind_seconds is not None:
         lines.insert(-1, f"⚠️  Capture behind the live: {data.behind_seconds:.1f} s")
     for service in data.services:

@@ -238,7 +238,8 @@ CHAT = ["Hola!", "¿De dónde eres?", "jajaja", "Saludos desde Lima 🇵🇪", "
 
 
 def demo() -> Scenario:
-    """A realistic, endless mix: chat, likes, joins, follows, a share, a sub, Rose gifts."""
+    """A realistic, endless mix: chat, likes, joins, follows, a share, a sub, Rose gifts, and a
+    comment and a nickname with blocked words (moderation)."""
     rng = random.Random(7)
     steps: list[dict[str, Any]] = [{"type": "viewers", "total": 37}]
     for round_number in range(6):
@@ -248,6 +249,10 @@ def demo() -> Scenario:
             steps.append({"type": "comment", "user": user, "nickname": nick, "text": rng.choice(CHAT)})
             steps.append({"type": "like", "user": user, "nickname": nick, "count": rng.randint(1, 15)})
             steps.append({"type": "wait", "seconds": round(rng.uniform(0.3, 0.9), 2)})
+        if round_number == 0:
+            # For moderation (docs/moderation.md): a comment and a name no voice says nor screen shows as written.
+            steps.append({"type": "comment", "user": "troll_42", "nickname": "Troll", "text": "qué juego de m1erda"})
+            steps.append({"type": "follow", "user": "pendejo_69", "nickname": "Pendejo_69"})
         user, nick = VIEWERS[round_number % len(VIEWERS)]
         steps.append({"type": "gift", "user": user, "nickname": nick, "gift": "Rose", "repeat": 1})
         if round_number % 2 == 0:

@@ -21,7 +21,17 @@ def avatar_only(seeded):
     return Service.objects.get(slug="avatar")
 
 
-def test_a_comment_of_the_live_is_answered_by_the_avatar(vhost, avatar_only, heygen_fake, llm_fake, live_session_key):
+@pytest.fixture
+def fresh_cooldown():
+    """ana_01 answered by an earlier run less than a minute ago would be cooling down (Redis keeps it)."""
+    from project.integrations.llm.cooldown import ViewerCooldown
+
+    ViewerCooldown("avatar", 60).redis.delete(ViewerCooldown("avatar", 60).key("ana_01"))
+
+
+def test_a_comment_of_the_live_is_answered_by_the_avatar(
+    vhost, avatar_only, heygen_fake, llm_fake, live_session_key, fresh_cooldown
+):
     llm_fake.replies.append("¡Hola Ana! Qué gusto verte en el directo.")
     env = {
         "HEYGEN_API_KEY": heygen_fake.api_key,

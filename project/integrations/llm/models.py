@@ -9,6 +9,7 @@ class LLMReply(BaseModel):
     class Status(models.TextChoices):
         REPLIED = "replied"
         FAILED = "failed"
+        BLOCKED = "blocked", "blocked by moderation"
 
     live_event = models.ForeignKey("tiktok_events.LiveEvent", on_delete=models.CASCADE, related_name="llm_replies")
     service = models.ForeignKey(

@@ -88,8 +88,11 @@ def viewer_name(live_event: LiveEvent) -> str:
     return live_event.user_nickname or live_event.user_unique_id or "alguien"
 
 
-def build_prompt(live_event: LiveEvent) -> str | None:
-    """The user message for this event, or None when there is nothing to answer."""
+def build_prompt(live_event: LiveEvent, user: str | None = None) -> str | None:
+    """The user message for this event, or None when there is nothing to answer.
+
+    ``user``: the name to use instead of the event's (moderation's neutral name for a blocked nickname).
+    """
     spec = TEMPLATES.get(live_event.event_type)
     if spec is None:
         return None
@@ -102,7 +105,7 @@ def build_prompt(live_event: LiveEvent) -> str | None:
     key, default = spec
     template = get_config(key) or default
     values = _KeepUnknown(
-        user=_quoted(viewer_name(live_event)),
+        user=_quoted(user if user is not None else viewer_name(live_event)),
         comment=_quoted(comment),
         gift=_quoted(gift_name(data)),
         count=live_event.repeat_count or 1,

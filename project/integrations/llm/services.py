@@ -14,6 +14,11 @@ for), ``llm_speak_replies`` (false), plus the prompt templates of
 
 Retries are safe: a stored reply is never generated twice — a retry after a
 TTS failure only speaks it.
+
+Moderation (docs/moderation.md): a comment with a blocked word is never sent to
+the model; a blocked nickname is sent as "espectador"; a reply with a blocked
+word is stored with status ``blocked`` and never spoken. The item's
+``QueueItem.moderation`` says which.
 """
 
 from __future__ import annotations
@@ -27,15 +32,21 @@ from project.integrations.elevenlabs.client import ElevenLabsClient
 from project.integrations.elevenlabs.errors import ElevenLabsError
 from project.integrations.errors import IntegrationError
 from project.integrations.llm.client import ChatResult, LLMClient
-from project.integrations.llm.cooldown import ViewerCooldown
+from project.integrations.llm.cooldown import CooldownUnavailable
 from project.integrations.llm.models import LLMReply
 from project.integrations.llm.prompts import build_prompt, viewer_name
+from project.integrations.llm.viewer_replies import ReplyLimits, ask_for_viewer, viewer_key
+from project.moderation import check_reply, record, screen
+from project.moderation.screening import REPLY_BLOCKED, because
 from project.queue_system.base_service import BaseQueueService
-from project.redis_outage import plan_for
 
 if TYPE_CHECKING:
     from project.queue_system.models import QueueItem
     from project.tiktok_events.models import LiveEvent
+
+
+# Said to the model instead of a blocked nickname (Config moderation_neutral_name overrides it).
+NEUTRAL_NAME = "espectador"
 
 
 def trim_reply(text: str, limit: int) -> str:
@@ -81,39 +92,49 @@ class LLMService(BaseQueueService):
     def _generate(
         self, live_event: LiveEvent, queue_item: QueueItem, log: dict[str, Any], deadline: float | None = None
     ) -> LLMReply | None:
-        prompt = build_prompt(live_event)
+        screening = screen(live_event)
+        if screening.comment_blocked:
+            # Never sent to the model: what it would answer could only repeat it.
+            record(queue_item, screening.note(), log=log)
+            return None
+        prompt = build_prompt(live_event, user=screening.spoken_name(NEUTRAL_NAME))
         if prompt is None:
             self.logger.info("nothing to answer for this event", extra=log)
             return None
-        viewer = live_event.user_unique_id or live_event.user_id or viewer_name(live_event)
-        # A Redis outage is waited out in the claim, keeping half the time budget for the
-        # LLM call and the speech after it (the whole wait with the default 300 s budget).
-        outage = plan_for(queue_item, time_budget=self.time_budget, reserve=self.time_budget / 2)
-        cooldown = ViewerCooldown(
-            self.slug, config_int("llm_reply_cooldown_seconds", 60), wait_seconds=outage.wait_seconds
-        )
-        if not cooldown.claim(viewer, live_event.pk, retry_after=outage.retry_after):
-            self.logger.info(
-                "no reply: %s was answered less than %s s ago (%s s left)",
-                viewer,
-                cooldown.seconds,
-                cooldown.remaining(viewer),
-                extra=log,
-            )
-            return None
+        viewer = viewer_key(live_event)
         try:
-            result = self.llm.complete(
-                prompt, max_tokens=config_int("llm_max_tokens", 120, minimum=1), deadline=deadline
+            result = ask_for_viewer(
+                self.llm,
+                prompt,
+                service_slug=self.slug,
+                live_event=live_event,
+                queue_item=queue_item,
+                limits=ReplyLimits.from_config("llm"),
+                time_budget=self.time_budget,
+                deadline=deadline,
+                logger=self.logger,
+                log=log,
             )
+        except CooldownUnavailable:
+            raise  # Redis away: nothing was asked, nothing to store; the item is retried
         except IntegrationError as exc:
-            cooldown.release(viewer, live_event.pk)
             self._store(live_event, viewer, prompt, LLMReply.Status.FAILED, error=str(exc))
             self.logger.warning(
                 "LLM reply failed (%s): %s", "permanent" if exc.permanent else "will retry", exc, extra=log
             )
             raise
+        if result is None:
+            record(queue_item, screening.note(), log=log)
+            return None
         text = trim_reply(result.text, config_int("llm_max_reply_characters", 300, minimum=20))
+        hit = check_reply(text, screening.settings)
+        if hit is not None:
+            # Kept for the admin to read, never spoken.
+            self._store(live_event, viewer, prompt, LLMReply.Status.BLOCKED, result=result, text=text)
+            record(queue_item, screening.note(), because(REPLY_BLOCKED, hit), log=log)
+            return None
         reply = self._store(live_event, viewer, prompt, LLMReply.Status.REPLIED, result=result, text=text)
+        record(queue_item, screening.note(), log=log)
         self.logger.info(
             "LLM replied to %s", viewer, extra={**log, "tokens": result.total_tokens, "latency_ms": result.latency_ms}
         )

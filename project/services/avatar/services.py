@@ -6,8 +6,15 @@ configured). Comments are discardable like every chat line: when the avatar
 falls behind, the oldest comments are shed by the queue's discard policy
 before they reach this class.
 
-- ``CommentEvent`` → the LLM's answer (``LLMClient().chat``) is said;
+- ``CommentEvent`` → the LLM's answer is said. It is asked as the LLM service asks
+  (:mod:`project.integrations.llm.viewer_replies`): the viewer's words quoted and
+  capped, ``max_tokens`` (Config ``avatar_max_tokens``, 120), at most one answer per
+  viewer per ``avatar_reply_cooldown_seconds`` (60);
 - ``GiftEvent`` / ``FollowEvent`` → a thank-you from the Config templates.
+
+Moderation (docs/moderation.md): a blocked nickname is said as "amigo", a comment
+with a blocked word is never sent to the LLM, an answer with one is never said;
+the item's ``QueueItem.moderation`` says which.
 
 The words go to the live avatar session shared through Redis, or to a session
 the service opens itself and closes after ``avatar_idle_seconds`` of silence
@@ -28,6 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from project.integrations.deadlines import handler_deadline
 from project.integrations.heygen.client import HeyGenError, HeyGenService
+from project.integrations.llm.prompts import build_prompt
+from project.integrations.llm.viewer_replies import ReplyLimits, ask_for_viewer
+from project.moderation import check_reply, record, screen
+from project.moderation.screening import REPLY_BLOCKED, because
 from project.queue_system.base_service import BaseQueueService, TransientError
 from project.services.avatar import replies
 from project.services.avatar.configuration import AvatarSettings, load_settings
@@ -74,7 +85,7 @@ class AvatarService(BaseQueueService):
             if self.speaker is None:
                 assert self.settings is not None
                 raise ValueError("avatar service not configured: " + "; ".join(self.settings.missing_for_service()))
-        text = self.text_for(live_event, deadline)
+        text = self.text_for(live_event, deadline, queue_item)
         if not text:
             self.logger.info("nothing to say for this event", extra={"service": "avatar", "event_id": live_event.pk})
             return True
@@ -126,29 +137,66 @@ class AvatarService(BaseQueueService):
         else:
             self.logger.error("timed-out item: its HeyGen session could not be %s", action, extra=log)
 
-    def text_for(self, live_event: LiveEvent, deadline: float | None = None) -> str:
+    def text_for(
+        self, live_event: LiveEvent, deadline: float | None = None, queue_item: QueueItem | None = None
+    ) -> str:
+        """What the avatar says for the event ('' for nothing), moderated (docs/moderation.md)."""
         from project.app_config.config import get_config
 
+        log = {"service": "avatar", "event_id": live_event.pk}
+        screening = screen(live_event)
+        name = screening.spoken_name(replies.NEUTRAL_NAME)
         if live_event.event_type == "GiftEvent":
-            return replies.gift_thanks(live_event, get_config("avatar_gift_template"))
+            record(queue_item, screening.note(), log=log)
+            return replies.gift_thanks(live_event, get_config("avatar_gift_template"), user=name)
         if live_event.event_type == "FollowEvent":
-            return replies.follow_thanks(live_event, get_config("avatar_follow_template"))
-        if not replies.comment_text(live_event):
+            record(queue_item, screening.note(), log=log)
+            return replies.follow_thanks(live_event, get_config("avatar_follow_template"), user=name)
+        if screening.comment_blocked or not replies.comment_text(live_event):
+            record(queue_item, screening.note(), log=log)  # a blocked comment is never sent to the LLM
             return ""
-        return replies.spoken(self._ask_llm(replies.comment_prompt(live_event), deadline))
+        answer = self._ask_llm(live_event, queue_item, name, deadline, log)
+        if not answer:
+            record(queue_item, screening.note(), log=log)
+            return ""
+        text = replies.spoken(answer)
+        hit = check_reply(text, screening.settings)
+        if hit is not None:
+            record(queue_item, screening.note(), because(REPLY_BLOCKED, hit), log=log)
+            return ""
+        record(queue_item, screening.note(), log=log)
+        return text
 
-    def _ask_llm(self, prompt: str, deadline: float | None = None) -> str:
+    def _ask_llm(
+        self, live_event: LiveEvent, queue_item: QueueItem | None, name: str, deadline: float | None, log: dict
+    ) -> str:
+        """The LLM's answer to the comment ('' while the viewer is cooling down), as the LLM service asks it."""
         from project.integrations.llm.client import LLMClient
 
         if self._llm is None:
             self._llm = LLMClient()
+        prompt = build_prompt(live_event, user=name)
+        if prompt is None:
+            return ""
         try:
-            return self._llm.chat(prompt, deadline=deadline)
+            result = ask_for_viewer(
+                self._llm,
+                prompt,
+                service_slug="avatar",
+                live_event=live_event,
+                queue_item=queue_item,
+                limits=ReplyLimits.from_config("avatar"),
+                time_budget=self.time_budget,
+                deadline=deadline,
+                logger=self.logger,
+                log=log,
+            )
         except Exception as exc:
             # LLMError says whether a later try may work (rate limit, outage) or not (bad config).
             if getattr(exc, "permanent", True) is False:
                 raise TransientError(f"LLM: {exc}", retry_after=30) from None
             raise
+        return result.text if result is not None else ""
 
 
 async def _release(settings: AvatarSettings, session_id: str, *, stop: bool) -> bool:

@@ -10,6 +10,10 @@ of actions run in order:
 - ``say:<text>``: speak the text through ElevenLabs and wait until it is spoken;
   ``{nickname}``, ``{gift}``, ``{count}`` and ``{comment}`` are filled from the event
 
+Moderation (docs/moderation.md): a blocked nickname is said as "friend" (Config
+``moderation_neutral_name``), and a ``say:`` with ``{comment}`` is skipped when the
+comment has a blocked word.
+
 An event type missing from the map does nothing (the item still completes). The
 streamer can override entries with the Config key ``dinochrome_actions``: a JSON object
 of the same shape, merged over these defaults (``[]`` turns an entry off).
@@ -105,11 +109,19 @@ def actions_for(live_event: Any, action_map: dict[str, list[Action]]) -> list[Ac
     return action_map.get(event_type, [])
 
 
-def render_text(template: str, live_event: Any) -> str:
-    """Fill the placeholders; user text is substituted, never parsed as a template."""
+def placeholders(template: str) -> set[str]:
+    """The placeholders a ``say:`` text uses, e.g. {"nickname"}."""
+    return set(_PLACEHOLDER.findall(template))
+
+
+def render_text(template: str, live_event: Any, name: str | None = None) -> str:
+    """Fill the placeholders; user text is substituted, never parsed as a template.
+
+    ``name``: said for ``{nickname}`` instead of the event's (moderation's neutral name).
+    """
     gift = gift_fields(live_event) if live_event.event_type == "GiftEvent" else {"name": "", "count": 1}
     values = {
-        "nickname": nickname(live_event),
+        "nickname": nickname(live_event) if name is None else name,
         "gift": gift["name"],
         "count": str(gift["count"]),
         "comment": comment_text(live_event),

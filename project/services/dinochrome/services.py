@@ -11,6 +11,8 @@ import json
 from typing import Any
 
 from project.app_config.config import get_config
+from project.moderation import Screening, record, screen
+from project.moderation.screening import COMMENT_BLOCKED
 from project.queue_system.base_service import BaseQueueService, TransientError
 from project.services.dinochrome.actions import (
     ACTIONS_CONFIG_KEY,
@@ -18,6 +20,7 @@ from project.services.dinochrome.actions import (
     ActionMapError,
     actions_for,
     build_action_map,
+    placeholders,
     render_text,
 )
 from project.services.dinochrome.browser_config import chrome_service_from_config
@@ -27,6 +30,8 @@ from project.services.dinochrome.speech import speak
 # A browser that cannot come back right now (the web server restarting, Chromium
 # crashing in a loop) is worth retrying a little later rather than failing the gift.
 BROWSER_RETRY_SECONDS = 5.0
+# Said instead of a blocked nickname (Config moderation_neutral_name overrides it); the phrases are English.
+NEUTRAL_NAME = "friend"
 
 
 class DinoChromeService(BaseQueueService):
@@ -54,8 +59,14 @@ class DinoChromeService(BaseQueueService):
 
     def process_event(self, live_event: Any, queue_item: Any) -> bool:
         actions = actions_for(live_event, self.action_map())
+        used = set().union(*(placeholders(a.text) for a in actions if a.kind == "say"))
+        # Screened only when something is said: a like's jump needs no query.
+        screening = screen(live_event) if used else None
         for action in actions:
-            self.run_action(action, live_event)
+            self.run_action(action, live_event, screening)
+        if screening is not None:
+            note = screening.note(COMMENT_BLOCKED if "comment" in used else None, name="nickname" in used)
+            record(queue_item, note, log={"service": self._slug, "event_id": live_event.pk})
         self.logger.info(
             "actions done",
             extra={
@@ -85,10 +96,14 @@ class DinoChromeService(BaseQueueService):
                 )
             return build_action_map("")
 
-    def run_action(self, action: Action, live_event: Any) -> None:
+    def run_action(self, action: Action, live_event: Any, screening: Screening | None = None) -> None:
         extra = {"service": self._slug, "event_id": live_event.pk, "action": action.kind}
         if action.kind == "say":
-            text = render_text(action.text, live_event)
+            screening = screening or screen(live_event)
+            if screening.comment_blocked and "comment" in placeholders(action.text):
+                self.logger.info("not spoken: the comment has a blocked word", extra=extra)
+                return
+            text = render_text(action.text, live_event, name=screening.spoken_name(NEUTRAL_NAME))
             path = speak(text)
             self.logger.info("spoke", extra={**extra, "audio": str(path)})
             return

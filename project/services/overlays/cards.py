@@ -7,7 +7,8 @@ import logging
 from typing import Any
 
 from project.app_config.config import get_config
-from project.services.event_fields import comment_text, gift_fields, like_count, nickname
+from project.moderation import Screening, screen
+from project.services.event_fields import gift_fields, like_count, nickname
 
 logger = logging.getLogger("services.overlays")
 
@@ -80,16 +81,22 @@ def display_seconds(event_type: str, times: dict[str, float]) -> float:
     return times.get(event_type, FALLBACK_DISPLAY_SECONDS)
 
 
-def build_card(live_event: Any, duration_seconds: float) -> dict[str, Any]:
-    """The card for one event. Text is plain: the page inserts it as text, never as HTML."""
+def build_card(live_event: Any, duration_seconds: float, screening: Screening | None = None) -> dict[str, Any] | None:
+    """The card for one event, or None when moderation hides it (a blocked comment with
+    Config moderation_comments = hide). A blocked nickname or comment is masked ("f***").
+    Text is plain: the page inserts it as text, never as HTML."""
+    screening = screening or screen(live_event)
     event_type = live_event.event_type
     card_type = CARD_TYPES.get(event_type, "other")
+    shown_comment = screening.shown_comment() if card_type == "comment" else ""
+    if shown_comment is None:
+        return None
     card: dict[str, Any] = {
         "id": f"event-{live_event.pk}",
         "event_id": live_event.pk,
         "type": card_type,
         "event_type": event_type,
-        "nickname": nickname(live_event),
+        "nickname": screening.shown_name() if screening.name_hit else nickname(live_event),
         "duration_ms": max(1, round(duration_seconds * 1000)),
     }
     if card_type == "gift":
@@ -97,7 +104,7 @@ def build_card(live_event: Any, duration_seconds: float) -> dict[str, Any]:
         card.update(gift=gift["name"], count=gift["count"], image=gift["image"])
         card["text"] = f"sent {gift['name']} ×{gift['count']}" if gift["count"] > 1 else f"sent {gift['name']}"
     elif card_type == "comment":
-        card["text"] = comment_text(live_event)
+        card["text"] = shown_comment
     elif card_type == "like":
         count = like_count(live_event)
         card["count"] = count

@@ -8,6 +8,9 @@ covering the stream, and discardable likes and comments are shed by the queue.
 
 While Redis is away the card waits in its thread (see :mod:`project.redis_outage`)
 and is published within seconds of Redis' return, with its whole display time.
+
+Moderation (docs/moderation.md): a blocked nickname or comment is masked on the
+card ("f***"); with Config ``moderation_comments`` = hide a blocked comment gets no card.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from project.moderation import record, screen
+from project.moderation.screening import COMMENT_HIDDEN, COMMENT_MASKED
 from project.queue_system.base_service import BaseQueueService, TransientError
 from project.redis_outage import RedisOutage, call_through_outage, plan_for
 from project.services.overlays.cards import build_card, display_seconds, display_times
@@ -43,8 +48,12 @@ class OverlaysService(BaseQueueService):
 
     def process_event(self, live_event: Any, queue_item: Any) -> bool:
         seconds = display_seconds(live_event.event_type, display_times(self.options))
-        card = build_card(live_event, seconds)
         log = {"service": self._slug, "event_id": live_event.pk, "event_type": live_event.event_type}
+        screening = screen(live_event)
+        card = build_card(live_event, seconds, screening)
+        record(queue_item, screening.note(COMMENT_HIDDEN if card is None else COMMENT_MASKED), log=log)
+        if card is None:
+            return True  # hidden by moderation: no card, and no slot held for it
         plan = plan_for(queue_item, time_budget=self.time_budget, reserve=seconds + BUDGET_MARGIN)
         try:
             entry_id = call_through_outage(

@@ -13,6 +13,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
 
+from project.moderation.counts import ModerationCounts
 from project.queue_system.infrastructure import DB_ERRORS, drop_connection, retry_database
 from project.queue_system.models import QueueItem
 from project.tiktok_events.capture import store
@@ -150,6 +151,7 @@ class Command(BaseCommand):
             services=rows,
             note=note,
             likes=LikeTotals.of(runner.pipeline.stats),
+            moderation=_moderation_counts(runner.session_id),
         )
         behind = runner.pipeline.stats.behind
         if behind.behind:
@@ -198,6 +200,16 @@ class Command(BaseCommand):
             "capture": result.stats,
         }
         Path(path).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _moderation_counts(session_id: int | None) -> ModerationCounts | None:
+    if session_id is None:
+        return None
+    try:
+        return ModerationCounts.for_session(session_id)
+    except DB_ERRORS:
+        drop_connection()  # a database restart must not stop the dashboard; the next count reconnects
+        return None
 
 
 def _unfinished(session_id: int) -> int | None:
