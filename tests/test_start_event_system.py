@@ -37,6 +37,8 @@ def test_it_runs_the_demo_for_its_duration_and_finishes_every_item(
     assert f"❤️  Likes in the room: {likes['likes_room_total']:,} (TikTok's total, exact)" in output
     assert f"❤️  Likes received: {likes['likes_counted']:,} (sum of like messages, a lower bound)" in output
     assert "👋 2 worker(s) stopped" in output
+    # The demo's "qué juego de m1erda" (masked on the overlay) and its follower "Pendejo_69".
+    assert "🛡️  Moderated: 2 (1 comment(s) blocked, 1 nickname(s) masked, 0 reply(ies) dropped)" in output
     summary = run.summary
     captured = summary["events_captured"]
     assert captured.get("CommentEvent", 0) > 0 and captured.get("GiftEvent", 0) > 0
@@ -52,6 +54,7 @@ def test_it_runs_the_demo_for_its_duration_and_finishes_every_item(
     # The Roses of the demo were thanked out loud by name.
     spoken = [request.json["text"] for request in elevenlabs_fake.tts_requests()]
     assert any("for the rose" in text for text in spoken), spoken
+    assert "Thanks for the follow, friend!" in spoken and not any("Pendejo" in text for text in spoken)
 
 
 def test_it_refuses_to_start_without_a_live(vhost, seeded):
