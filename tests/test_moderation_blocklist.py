@@ -107,11 +107,20 @@ def test_a_regex_entry_matches_the_folded_text():
     assert blocklist.find("spam") is None
 
 
+def test_regex_entries_keep_their_own_groups():
+    blocklist = custom("re:(a)\\1b\nre:(x)\\1y")
+    assert blocklist.find("zz xxy").entry == "re:(x)\\1y"
+    assert blocklist.find("aab").entry == "re:(a)\\1b"
+    assert [hit.entry for hit in blocklist.find_all("aab xxy")] == ["re:(a)\\1b", "re:(x)\\1y"]
+
+
 def test_a_bad_regex_is_refused_with_its_line_and_the_reason():
     with pytest.raises(BlocklistError, match=r"test line 2: 're:\(abc' is not a valid regular expression \(missing \)"):
         parse_entries("tonto\nre:(abc", source="test")
     with pytest.raises(BlocklistError, match="matches empty text, so it would block everything"):
         parse_entries("re:x*", source="test")
+    with pytest.raises(BlocklistError, match="leave out the flags, matching already ignores case"):
+        parse_entries("re:(?i)tonto", source="test")
     with pytest.raises(BlocklistError, match="has no letters or digits"):
         parse_entries("!!!", source="test")
 

@@ -171,8 +171,13 @@ def _parse_line(raw: str, number: int, source: str, entries: list[Entry], remove
     if line.startswith(REGEX_PREFIX):
         expression = line[len(REGEX_PREFIX) :].strip()
         try:
-            compiled = re.compile(expression)
+            # Compiled as it is used: case-insensitive in a group, where a global flag like (?i) is an error.
+            compiled = re.compile(f"(?i:{expression})")
         except re.error as exc:
+            if "global flags" in str(exc):
+                raise BlocklistError(
+                    f"{source} line {number}: {line!r}: leave out the flags, matching already ignores case"
+                ) from None
             raise BlocklistError(
                 f"{source} line {number}: {line!r} is not a valid regular expression ({exc})"
             ) from None
@@ -199,32 +204,24 @@ class Blocklist:
     def __init__(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
         self.entries = tuple(entries)
         words = [e for e in self.entries if not e.text.startswith(REGEX_PREFIX)]
-        regexes = [e for e in self.entries if e.text.startswith(REGEX_PREFIX)]
-        alternatives = []
-        if words:
-            # One lookbehind for all the words: the alternatives are only tried where a word starts.
-            alternatives.append(_BEFORE + "(?:" + "|".join(e.pattern for e in words) + ")" + _AFTER)
-        alternatives += [e.pattern for e in regexes]
-        self._pattern = re.compile("|".join(alternatives)) if alternatives else None
+        # One lookbehind for all the words: the alternatives are only tried where a word starts.
+        self._words_pattern = (
+            re.compile(_BEFORE + "(?:" + "|".join(e.pattern for e in words) + ")" + _AFTER) if words else None
+        )
         self._words = [(e, re.compile(_BEFORE + e.pattern + _AFTER)) for e in words]
-        self._regexes = [(e, re.compile(e.pattern)) for e in regexes]
+        # Each regular expression on its own: joined, one entry's groups would renumber the next one's \1.
+        self._regexes = [(e, re.compile(e.pattern)) for e in self.entries if e.text.startswith(REGEX_PREFIX)]
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def find(self, text: str) -> Hit | None:
         """The first match in ``text``, or None."""
-        if self._pattern is None or not text:
-            return None
-        folded = fold(text)
-        match = self._pattern.search(folded)
-        return None if match is None else self._hit(folded, match)
+        hits = self._matches(text, first=True)
+        return min(hits, key=lambda hit: hit.start) if hits else None
 
     def find_all(self, text: str) -> list[Hit]:
-        if self._pattern is None or not text:
-            return []
-        folded = fold(text)
-        return [self._hit(folded, match) for match in self._pattern.finditer(folded) if match.end() > match.start()]
+        return self._matches(text, first=False)
 
     def mask(self, text: str, hits: list[Hit] | None = None) -> str:
         """``text`` with every match's letters after the first replaced by ``*`` ("f***", "p*****_69")."""
@@ -243,14 +240,32 @@ class Blocklist:
                 chars[index] = "*"
         return "".join(chars)
 
-    def _hit(self, folded: str, match: re.Match[str]) -> Hit:
-        start, end = match.span()
+    def _matches(self, text: str, *, first: bool) -> list[Hit]:
+        if not text or not self.entries:
+            return []
+        folded = fold(text)
+        hits: list[Hit] = []
+        if self._words_pattern is not None:
+            matches = self._words_pattern.finditer(folded)
+            for match in matches:
+                hits.append(Hit(self._word_entry(folded, match), *match.span()))
+                if first:
+                    break
+        for entry, pattern in self._regexes:
+            for match in pattern.finditer(folded):
+                if match.end() > match.start():
+                    hits.append(Hit(entry.text, *match.span()))
+                    if first:
+                        break
+        return hits
+
+    def _word_entry(self, folded: str, match: re.Match[str]) -> str:
         # Name the entry: the combined pattern does not say which alternative matched.
-        for entry, pattern in (*self._words, *self._regexes):
-            found = pattern.match(folded, start)
-            if found is not None and found.end() == end:
-                return Hit(entry.text, start, end)
-        return Hit("?", start, end)
+        for entry, pattern in self._words:
+            found = pattern.match(folded, match.start())
+            if found is not None and found.end() == match.end():
+                return entry.text
+        return "?"
 
 
 @functools.lru_cache(maxsize=8)
