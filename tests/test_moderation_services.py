@@ -79,6 +79,7 @@ def test_a_clean_event_passes_untouched_and_a_switched_off_moderation_passes_eve
         "¡Hola! ¿De dónde eres?",
     )
     assert clean.note() == ""
+    assert screen(live_event(session, "FollowEvent", "")).spoken_name("friend") == "friend"  # no name at all
     set_config("moderation_enabled", "false")
     off = screen(comment(session, "fuck", nickname="Pendejo"))
     assert not off.comment_blocked and off.name_hit is None

@@ -49,9 +49,10 @@ class Screening:
         return self.comment_hit is not None
 
     def spoken_name(self, neutral: str) -> str:
-        """The name to say or send to an LLM: ``neutral`` (or Config moderation_neutral_name) when blocked."""
+        """The name to say or send to an LLM: ``neutral`` (or Config moderation_neutral_name) when blocked,
+        ``neutral`` also for a viewer without a name."""
         if self.name_hit is None:
-            return self.name
+            return self.name or neutral
         return self.settings.neutral_name or neutral
 
     def shown_name(self) -> str:
