@@ -46,6 +46,9 @@ def custom(text: str) -> Blocklist:
         ("hijo de puta", "hijo de puta"),
         ("pendejos", "pendejo*"),
         ("idiotas", "idiota"),
+        ("cabrones", "cabron"),
+        ("imbéciles", "imbecil"),
+        ("spics", "spic"),
         ("рutа", "puta"),  # Cyrillic р and а
         ("kill yourself", "kill yourself"),
         ("Pendejo_69", "pendejo*"),
@@ -79,6 +82,8 @@ def test_it_finds_blocked_words_through_the_tricks_viewers_use(text, entry):
         "Dickens",
         "escupe",
         "película",
+        "spices",
+        "spicy",
         "jajaja ❤️❤️❤️",
     ],
 )

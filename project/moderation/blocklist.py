@@ -15,7 +15,8 @@ punctuation, the "!" of "sh!t" an i; "ass" must not shrink to "as"):
 - up to three punctuation marks may sit between letters ("f.u.c.k", "f-u-c-k", "n1gg@");
 - an entry of three letters or more also matches spaced out ("f u c k", "p. u. t. a");
 - a whole entry only matches as a whole word, so "class", "assistant", "Scunthorpe"
-  and "computadora" do not match ass, cunt or puta; a plural s/es is accepted, and
+  and "computadora" do not match ass, cunt or puta; a plural s (es after n, l, r, d, z,
+  s, x, ch, sh) is accepted, and
   ``word*`` accepts any ending ("fucking", "pendejos");
 - ``re:<regex>`` entries are regular expressions on the folded text, as written.
 """
@@ -82,6 +83,7 @@ _WORD_CHAR = "a-z0-9"
 _GAP = rf"[^{_WORD_CHAR}\s]{{0,3}}"  # punctuation inside a word: f.u.c.k, f-u-c-k
 _SPACED_GAP = rf"[^{_WORD_CHAR}]{{1,3}}"  # f u c k, p. u. t. a
 _PLURAL = "(?:[e3]?[s5$]+)?"
+_PLURAL_S = "(?:[s5$]+)?"
 _ANY_ENDING = rf"[{_WORD_CHAR}@$|€]*"  # word*: the rest of the word, leetspeak included ("n1gg@")
 _BEFORE = rf"(?<![{_WORD_CHAR}])"
 _AFTER = rf"(?![{_WORD_CHAR}])"
@@ -141,8 +143,11 @@ def word_pattern(entry: str) -> str:
     body = r"[^a-z0-9]+".join(_compact(word) for word in words)
     if len(words) == 1 and len(words[0]) >= 3:
         body = f"(?:{body}|{_spaced(words[0])})"
-    tail = _ANY_ENDING if prefix else _PLURAL
-    return body + tail
+    if prefix:
+        return body + _ANY_ENDING
+    last = words[-1]
+    # "es" only where a plural takes it (cabrones, imbéciles, asses): "spic" + "es" is "spices".
+    return body + (_PLURAL if last[-1] in "nlrdzsx" or last.endswith(("ch", "sh")) else _PLURAL_S)
 
 
 def parse_entries(text: str, *, source: str, errors: list[str] | None = None) -> tuple[list[Entry], set[str]]:
