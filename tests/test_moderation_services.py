@@ -187,7 +187,7 @@ def test_dinochrome_thanks_a_blocked_nickname_by_a_neutral_name_and_never_says_a
     spoken = [r.json["text"] for r in elevenlabs_fake.tts_requests()]
     assert spoken == ["Thank you friend for the Galaxy!", "Lucía says otra partida!"]
     assert [moderation_of(i) for i in items] == [
-        "nickname masked (matched 'nigg*')",
+        "nickname masked (matched 'nigga')",
         "comment blocked (matched 'fuck*')",
         "",
     ]
