@@ -168,3 +168,13 @@ def test_a_check_of_a_typical_comment_takes_microseconds():
     per_check_us = (time.perf_counter() - started) / (rounds * len(texts)) * 1e6
     print(f"moderation: {per_check_us:.1f} µs per check ({len(blocklist)} entries)")
     assert per_check_us < 1000  # generous for a busy CI machine; typically 10-40 µs
+
+
+@pytest.mark.parametrize("text", ["$" * 500, "@" * 500, "!" * 500, "f u " * 125, "a s " * 125, "f." * 250])
+def test_a_hostile_message_costs_milliseconds_not_a_quadratic_backtrack(text):
+    # Each "$" starts an s-word: runs that gave characters back took 97 ms on "$" * 500.
+    blocklist = defaults()
+    started = time.perf_counter()
+    blocklist.find(text)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert elapsed_ms < 25, f"{elapsed_ms:.1f} ms"

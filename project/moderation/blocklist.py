@@ -126,7 +126,9 @@ def _letter(char: str) -> str:
 
 def _compact(word: str) -> str:
     runs = [(match.group(1), len(match.group(0))) for match in re.finditer(r"(.)\1*", word)]
-    parts = [_letter(char) + ("+" if count == 1 else f"{{{count},}}") for char, count in runs]
+    # Possessive runs: a run never gives characters back, or "$$$…" (500 of them, each the
+    # start of an s-word) would backtrack quadratically (97 ms a check instead of 1).
+    parts = [_letter(char) + ("++" if count == 1 else f"{{{count},}}+") for char, count in runs]
     return _GAP.join(parts)
 
 
