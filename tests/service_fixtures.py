@@ -1,4 +1,4 @@
-"""Fixtures of the DinoChrome and Overlays tests (registered in tests/conftest.py)."""
+"""Fixtures of the services' tests (registered in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -53,3 +53,17 @@ def overlay_page(live_server, overlay_stream, settings):
 def page_history(driver) -> dict[str, dict]:
     """The cards the overlay page has shown, by card id."""
     return {e["id"]: e for e in driver.execute_script("return window.overlays.history()")}
+
+
+@pytest.fixture
+def llm_service(seeded, llm_fake):
+    """The seeded LLM auto-reply service, started, asking the LLM fake with short back-offs."""
+    from project.integrations.llm.client import LLMClient
+    from project.queue_system.models import Service
+    from project.queue_system.service_loader import load_service_class
+
+    row = Service.objects.get(slug="llm")
+    instance = load_service_class(row.service_class)(row)
+    instance.llm = LLMClient(backoff_seconds=0.01)
+    instance.on_start()
+    return instance

@@ -10,12 +10,10 @@ import pytest
 
 from project.app_config.config import set_config
 from project.app_config.models import Config
-from project.integrations.llm.client import LLMClient
 from project.integrations.llm.models import LLMReply
 from project.moderation import screen
 from project.moderation.counts import ModerationCounts
 from project.queue_system.models import QueueItem, Service
-from project.queue_system.service_loader import load_service_class
 from project.services.dinochrome.services import DinoChromeService
 from project.services.overlays.cards import build_card
 from project.services.overlays.services import OverlaysService
@@ -118,15 +116,6 @@ def test_the_admin_shows_why_an_item_was_filtered(admin_client_logged, seeded):
 
 
 # -- the LLM service ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def llm_service(seeded, llm_fake):
-    row = Service.objects.get(slug="llm")
-    instance = load_service_class(row.service_class)(row)
-    instance.llm = LLMClient(backoff_seconds=0.01)
-    instance.on_start()
-    return instance
 
 
 def test_a_blocked_comment_is_never_sent_to_the_llm_and_a_clean_one_is(llm_service, llm_fake):

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from django.db import close_old_connections
 from project.app_config.config import get_config, set_config
 from project.services.overlays.stream import publish_card
 from tests.queueing import wait_for
-from tests.servers import subprocess_env
+from tests.web_servers import gunicorn
 
 TOKEN = "overlay-token-for-tests-4f9d2a"
 ELSEWHERE = "203.0.113.7"  # a documentation address: only ever a REMOTE_ADDR value here, never contacted
@@ -155,31 +153,6 @@ def test_past_the_stream_limit_the_endpoint_answers_503_with_retry_after(client,
 
 
 # --- through gunicorn, with real HTTP clients ------------------------------------------------
-
-
-@contextlib.contextmanager
-def gunicorn(tmp_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("w+") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--bind", "127.0.0.1:0",
-             "--worker-class", "gthread", "--threads", "8", "--workers", "1", "--no-control-socket"],
-            env=subprocess_env(**env), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while not (found := re.search(r"Listening at: http://127.0.0.1:(\d+)", log_path.read_text())):
-                assert server.poll() is None, f"gunicorn exited: {log_path.read_text()}"
-                assert time.monotonic() < deadline, "gunicorn did not start in 60 s"
-                time.sleep(0.2)
-            yield f"http://127.0.0.1:{found.group(1)}", server
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
 
 
 def worker_pid(master: subprocess.Popen) -> int:

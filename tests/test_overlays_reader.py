@@ -5,7 +5,6 @@ other test runs on this machine)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import redis
 from django.conf import settings as django_settings
 
 from project.services.overlays.stream import publish_card, sse_events
+from tests.web_servers import parse_sse
 
 
 class CuttableLink:
@@ -71,21 +71,11 @@ class CuttableLink:
         self.cut()
 
 
-def parse(message: str) -> dict:
-    fields: dict = {}
-    for line in message.strip().splitlines():
-        name, _, value = line.partition(": ")
-        fields[name] = value
-    if "data" in fields:
-        fields["data"] = json.loads(fields["data"])
-    return fields
-
-
 def until(events: Iterator[str], wanted: str, limit: int = 30) -> list[dict]:
     """The page's events up to and including the first ``wanted`` one (pings come every second)."""
     seen = []
     for _ in range(limit):
-        seen.append(parse(next(events)))
+        seen.append(parse_sse(next(events)))
         if seen[-1]["event"] == wanted or (seen[-1]["event"] == "card" and seen[-1]["data"]["id"] == wanted):
             return seen
     raise AssertionError(f"no {wanted} in {[m['event'] for m in seen]}")
@@ -123,7 +113,7 @@ def test_pages_sharing_the_reader_hear_of_an_outage_and_get_the_cards_published_
     first, second = sse_events(None), sse_events(None)
     late = None
     try:
-        assert parse(next(first))["event"] == parse(next(second))["event"] == "hello"
+        assert parse_sse(next(first))["event"] == parse_sse(next(second))["event"] == "hello"
         publish_card(card("before"), client=direct)
         assert card_ids(until(first, "before")) == card_ids(until(second, "before")) == ["before"]
         assert len(readers_named(overlay_stream)) == 1, "two pages, one reader"
@@ -133,7 +123,7 @@ def test_pages_sharing_the_reader_hear_of_an_outage_and_get_the_cards_published_
             assert until(page, "unavailable")[-1]["data"] == {"reason": "redis unavailable"}
         publish_card(card("during"), client=direct)
         late = sse_events(None)  # a page that opens while Redis is out of reach
-        assert [m["event"] for m in (parse(next(late)), parse(next(late)))] == ["hello", "unavailable"]
+        assert [m["event"] for m in (parse_sse(next(late)), parse_sse(next(late)))] == ["hello", "unavailable"]
 
         relay.mend()
         for page, expected in ((first, ["during"]), (second, ["during"]), (late, ["before", "during"])):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 import threading
 import time
 
@@ -13,22 +10,11 @@ import pytest
 import requests
 
 from project.services.overlays.stream import id_millis, publish_card, sse_events, valid_id
-from tests.servers import subprocess_env
+from tests.web_servers import gunicorn, parse_sse
 
 
 def card(card_id: str, duration_ms: int = 5000, **extra) -> dict:
     return {"id": card_id, "type": "gift", "nickname": "Ana", "text": "sent Rose", "duration_ms": duration_ms, **extra}
-
-
-def parse(message: str) -> dict:
-    """One SSE message as {field: value}, data decoded from JSON."""
-    fields: dict = {}
-    for line in message.strip().splitlines():
-        name, _, value = line.partition(": ")
-        fields[name] = value
-    if "data" in fields:
-        fields["data"] = json.loads(fields["data"])
-    return fields
 
 
 @pytest.fixture
@@ -40,10 +26,10 @@ def test_it_replays_a_fresh_card_to_a_page_that_opens_after_it(overlay_stream, f
     entry_id = publish_card(card("c1", 8000))
     events = sse_events(None)
     try:
-        hello = parse(next(events))
+        hello = parse_sse(next(events))
         assert hello["event"] == "hello" and hello["data"] == {"heartbeat_ms": 1000}
         assert hello["retry"] == "1000"
-        got = parse(next(events))
+        got = parse_sse(next(events))
     finally:
         events.close()
     assert got["event"] == "card" and got["id"] == entry_id
@@ -57,8 +43,8 @@ def test_it_resumes_after_the_last_card_the_page_saw(overlay_stream, fast_heartb
     events = sse_events(first)
     try:
         next(events)  # hello
-        got = parse(next(events))
-        after = parse(next(events))
+        got = parse_sse(next(events))
+        after = parse_sse(next(events))
     finally:
         events.close()
     assert (got["id"], got["data"]["id"]) == (second, "missed")
@@ -71,7 +57,7 @@ def test_it_does_not_replay_a_card_whose_time_is_over(overlay_stream, fast_heart
     events = sse_events(None)
     try:
         next(events)
-        assert parse(next(events))["event"] == "ping"
+        assert parse_sse(next(events))["event"] == "ping"
     finally:
         events.close()
 
@@ -81,7 +67,7 @@ def test_it_delivers_a_card_published_while_listening(overlay_stream, fast_heart
     try:
         next(events)
         threading.Timer(0.3, publish_card, args=(card("live"),)).start()
-        messages = [parse(next(events)) for _ in range(3)]
+        messages = [parse_sse(next(events)) for _ in range(3)]
     finally:
         events.close()
     cards = [m for m in messages if m["event"] == "card"]
@@ -94,7 +80,7 @@ def test_it_ends_the_stream_so_the_browser_reconnects(overlay_stream, fast_heart
     messages = list(sse_events(None))
     assert time.monotonic() - started < 10
     assert messages[0].startswith("retry: 1000\nevent: hello")
-    assert all(parse(m)["event"] == "ping" for m in messages[1:])
+    assert all(parse_sse(m)["event"] == "ping" for m in messages[1:])
 
 
 def test_it_keeps_the_stream_short(overlay_stream):
@@ -126,7 +112,7 @@ def test_it_serves_the_endpoint_as_server_sent_events(client, db, overlay_stream
     stream = iter(response.streaming_content)
     try:
         assert b"event: hello" in next(stream)
-        got = parse(next(stream).decode())
+        got = parse_sse(next(stream).decode())
     finally:
         response.close()
     # a malformed Last-Event-ID is ignored: the page starts afresh and still gets the fresh card
@@ -141,23 +127,7 @@ def test_it_refuses_anything_but_get_on_the_endpoint(client):
 @pytest.mark.django_db
 def test_it_streams_to_several_pages_under_gunicorn_threads(overlay_stream, tmp_path):
     """Two open streams and a normal request at once: gthread serves them side by side."""
-    log = (tmp_path / "gunicorn.log").open("w+")
-    env = subprocess_env(OVERLAYS_STREAM=overlay_stream, OVERLAYS_SSE_HEARTBEAT="1")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--bind", "127.0.0.1:0",
-         "--worker-class", "gthread", "--threads", "4", "--workers", "1", "--no-control-socket"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        port = None
-        while port is None:
-            assert server.poll() is None, f"gunicorn exited: {(tmp_path / 'gunicorn.log').read_text()}"
-            assert time.monotonic() < deadline, "gunicorn did not start in 60 s"
-            match = re.search(r"Listening at: http://127.0.0.1:(\d+)", (tmp_path / "gunicorn.log").read_text())
-            port = int(match.group(1)) if match else None
-            time.sleep(0.2)
-        base = f"http://127.0.0.1:{port}"
+    with gunicorn(tmp_path, threads=4, OVERLAYS_STREAM=overlay_stream, OVERLAYS_SSE_HEARTBEAT="1") as (base, _):
         streams = [requests.get(f"{base}/overlays/events/", stream=True, timeout=30) for _ in range(2)]
         lines = [s.iter_lines(decode_unicode=True) for s in streams]
         for it in lines:
@@ -171,14 +141,6 @@ def test_it_streams_to_several_pages_under_gunicorn_threads(overlay_stream, tmp_
                 data = json.loads(line[6:]) if line.startswith('data: {"') else data
         for s in streams:
             s.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 def test_the_compose_web_server_runs_threaded_workers_for_the_streams():
@@ -197,7 +159,7 @@ def test_a_page_that_opens_while_redis_is_away_gets_a_stream_not_an_error(overla
     settings.REDIS_URL = "redis://127.0.0.1:9/0"
     settings.OVERLAYS_SSE_MAX_SECONDS = 3
     started = time.monotonic()
-    messages = [parse(m) for m in sse_events(None)]
+    messages = [parse_sse(m) for m in sse_events(None)]
     assert time.monotonic() - started < 6
     assert [m["event"] for m in messages[:2]] == ["hello", "unavailable"]
     assert messages[1]["data"] == {"reason": "redis unavailable"}

@@ -19,13 +19,11 @@ from django.db import connection
 from django.utils import timezone
 
 from project.app_config.config import set_config
-from project.integrations.llm.client import LLMClient
 from project.integrations.llm.cooldown import CooldownUnavailable
 from project.integrations.llm.models import LLMReply
 from project.queue_system.base_service import TransientError
 from project.queue_system.dispatcher import EventDispatcher
-from project.queue_system.models import QueueItem, Service
-from project.queue_system.service_loader import load_service_class
+from project.queue_system.models import QueueItem
 from project.redis_outage import RedisOutage
 from project.services.avatar.session_registry import LIVE_SESSION_KEY, SessionRegistry
 from project.tiktok_events.models import LiveEvent
@@ -263,15 +261,6 @@ def test_a_card_outliving_its_wait_goes_back_through_the_queue_and_fails_only_af
 
 
 # --- LLM cooldown and avatar registry: waiting out a short outage -------------------------
-
-
-@pytest.fixture
-def llm_service(seeded, llm_fake):
-    row = Service.objects.get(slug="llm")
-    instance = load_service_class(row.service_class)(row)
-    instance.llm = LLMClient(backoff_seconds=0.01)
-    instance.on_start()
-    return instance
 
 
 def comment_item(service, text: str) -> QueueItem:
