@@ -2,10 +2,14 @@ import io
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.core.management import call_command
+
+from tests.servers import management_request
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,3 +135,15 @@ def test_doctor_names_a_tiktok_setting_it_cannot_use():
     result = run_doctor(TIKTOK_ROOM_ID="not-a-number")
     assert result.returncode == 1
     assert "❌ TikTok access settings: Config tiktok_room_id='not-a-number' is not a room id" in result.stdout
+
+
+def test_doctor_reads_a_percent_encoded_management_password_as_the_admin_does():
+    user, password = f"tte-doctor-{uuid.uuid4().hex[:8]}", "p@ss/w%rd:1 x"
+    created = management_request("PUT", f"/api/users/{user}", json={"password": password, "tags": "monitoring"})
+    created.raise_for_status()
+    try:
+        result = run_doctor(RABBITMQ_MANAGEMENT_URL=f"http://{user}:{quote(password, safe='')}@127.0.0.1:15672")
+    finally:
+        management_request("DELETE", f"/api/users/{user}")
+    assert "✅ RabbitMQ management API" in result.stdout, result.stdout
+    assert password not in result.stdout + result.stderr

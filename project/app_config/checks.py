@@ -138,10 +138,11 @@ def check_rabbitmq_amqp() -> CheckResult:
 
 
 def check_rabbitmq_management() -> CheckResult:
-    url = settings.RABBITMQ_MANAGEMENT_URL
-    parts = urlsplit(url)
-    base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}"
-    auth = (parts.username or "guest", parts.password or "guest")
+    from project.queue_system.broker import Management
+
+    # The admin's client reads the URL (a percent-encoded password included): one reading of it.
+    management = Management(settings.RABBITMQ_MANAGEMENT_URL, vhost="/")
+    base, auth = management.base, management.auth
     try:
         response = requests.get(f"{base}/api/overview", auth=auth, timeout=3)
     except requests.RequestException as exc:
