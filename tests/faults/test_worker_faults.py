@@ -18,7 +18,7 @@ from tests.broker import depth
 from tests.faults.servers import postgres_stopped
 from tests.queueing import all_settled, make_events, make_service, make_session, statuses, wait_for
 from tests.services import records
-from tests.workers import running_workers
+from tests.workers import consumers, running_workers
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -148,6 +148,9 @@ def test_items_whose_messages_were_purged_are_published_again_at_worker_start(vh
         waiting = make_events(session, ["GiftEvent", "FollowEvent", "CommentEvent", "LikeEvent"])
         EventDispatcher().dispatch_many(waiting)
         workers.kill("orphans")
+        # The broker puts the killed worker's unacked gift back once it has seen the connection
+        # close; a purge before that would leave the gift's message behind.
+        wait_for(lambda: consumers(vhost, "svc.orphans") == 0, timeout=30, message="the killed worker still consumes")
         # An operator purges the service's queues: no message is left of any of the five.
         for name in ["svc.orphans", "svc.orphans.discardable.CommentEvent", "svc.orphans.discardable.LikeEvent"]:
             vhost.api("DELETE", f"/api/queues/{vhost.name}/{name}/contents").raise_for_status()
