@@ -3,12 +3,12 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-from tests.servers import Vhost, create_vhost, delete_vhost
+from tests.support.servers import Vhost, create_vhost, delete_vhost
 
 # Fixture plugins, one per line (other areas add theirs here).
 pytest_plugins = [
     "tests.fakes.fixtures",
-    "tests.service_fixtures",
+    "tests.support.service_fixtures",
 ]
 
 

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 # What a user types into .env: every change-me replaced.
 FILLED_IN = {
     "DJANGO_SECRET_KEY": "s" * 60,

@@ -3,15 +3,13 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from django.core.management import call_command
 
-from tests.servers import management_request
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.servers import management_request
 
 
 def run_doctor(**env):

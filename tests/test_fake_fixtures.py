@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from project.integrations.elevenlabs.models import TTSUsage
-from tests.servers import subprocess_env
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.servers import subprocess_env
 
 SCRIPT = """
 from project.integrations.elevenlabs.client import ElevenLabsClient

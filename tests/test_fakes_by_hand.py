@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
 from elevenlabs.client import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.processes import stop
 
 
 @pytest.fixture
@@ -37,12 +37,7 @@ def run_fake():
         yield start
     finally:
         for process in started:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=20)
 
 
 def test_the_elevenlabs_fake_serves_the_sdk_and_takes_modes_over_http(run_fake):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 WORKER_VARIABLES = {"TTE_WORKER_SERVICES": "dinochrome", "TTE_WORKER_POOL": "prefork", "TTE_QUIET_TASKS": "1"}
 
 

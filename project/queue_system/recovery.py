@@ -16,7 +16,10 @@ The evidence that no message exists is the drain watchdog's (workers/watchdog.py
   does ``events.discarded`` (a dropped message not yet accounted as discarded).
 
 Then every item of the service dispatched and last changed before the start of
-that evidence, and still pending or processing, is an orphan. A wrong guess
+that evidence, and still pending or processing, is an orphan. Items created
+before then and never published at all (the broker was away, and the process
+that created them stopped or gave up before it was back) are *stranded*; they
+are published too, since no message of theirs can exist. A wrong guess
 would only publish a duplicate message, which the claim rules make harmless
 (a duplicate of a pending item runs it once; of anything else, it is skipped).
 """
@@ -66,28 +69,39 @@ def reset_orphans(service_id: int, *, before: datetime, discardable_types: list[
 
 
 def recover(slug: str, *, before: datetime, discardable_types: list[str], dispatcher=None) -> int:
-    """Publish the orphans of a service again (see the module doc for when it is safe); how many."""
+    """Publish again the orphans of a service (see the module doc for when it is safe), and publish its
+    stranded items: pending since before ``before`` and never published (the broker was away when
+    they were created, and the process that created them did not get to publish them later).
+    Returns how many items it published or tried to."""
     from project.queue_system.dispatcher import redispatch_pending
     from project.queue_system.models import Service
 
     service_id = Service.objects.filter(slug=slug).values_list("pk", flat=True).first()
     if service_id is None:
         return 0
+    stranded = QueueItem.objects.filter(
+        service_id=service_id, status=Status.PENDING, dispatched_at__isnull=True, created_at__lt=before
+    ).count()
     ids = reset_orphans(service_id, before=before, discardable_types=discardable_types)
-    if not ids:
+    if not ids and not stranded:
         return 0
-    logger.warning(
-        f"♻️ {len(ids)} item(s) of {slug} had lost their message: publishing them again",
-        extra={"service": slug, "items": ids[:20]},
-    )
-    # Only what was reset (and anything else long undispatched): not the items a
-    # capture is publishing at this moment.
+    if ids:
+        logger.warning(
+            f"♻️ {len(ids)} item(s) of {slug} had lost their message: publishing them again",
+            extra={"service": slug, "items": ids[:20]},
+        )
+    if stranded:
+        logger.warning(
+            f"♻️ {stranded} item(s) of {slug} were never published (the broker was away): publishing them now",
+            extra={"service": slug},
+        )
+    # Only what was reset or stranded: not the items a capture is publishing at this moment.
     older_than = max(0.0, (timezone.now() - before).total_seconds())
     result = redispatch_pending([slug], older_than=older_than, dispatcher=dispatcher)
     if result.error:
         # They stay undispatched: the next pass, or the worker's next start, publishes them.
         logger.warning(f"could not publish the recovered items of {slug}: {result.error}", extra={"service": slug})
-    return len(ids)
+    return len(ids) + stranded
 
 
 def recover_idle(topology, counts: dict, *, before: datetime) -> int:

@@ -39,7 +39,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from bench_setup import MachineGauge, create_vhost, delete_vhost, load_dotenv, log  # noqa: E402 - after the path set-up
+from bench_setup import MachineGauge, load_dotenv, log  # noqa: E402 - after the path set-up
+
+from tests.support.servers import create_vhost, delete_vhost  # noqa: E402
 
 
 def publish_rate(publisher, destinations, messages: int, batch: int) -> float:
@@ -76,7 +78,8 @@ def measure(messages: int, batch: int, max_queue_size: int, cases: tuple[str, ..
     from project.queue_system.publisher import ConfirmingPublisher
     from project.queue_system.task_messages import discardable_message, process_event_message
 
-    vhost, url = create_vhost("broker-ceiling")
+    created = create_vhost("broker-ceiling")
+    vhost, url = created.name, created.broker_url
     admin = Management(vhost=vhost)
     slug = f"ceiling-{vhost.rsplit('-', 1)[1]}"
     result: dict = {}
@@ -122,7 +125,7 @@ def measure(messages: int, batch: int, max_queue_size: int, cases: tuple[str, ..
     finally:
         close_quietly(connection)
         try:
-            delete_vhost(vhost)
+            delete_vhost(created)
         except Exception as exc:
             log(f"could not delete the vhost {vhost}: {exc}")
     return result

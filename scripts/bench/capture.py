@@ -44,8 +44,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from bench_setup import MachineGauge, create_vhost, delete_vhost, log, use_bench_database  # noqa: E402 - after the path set-up
+from bench_setup import MachineGauge, log, use_bench_database  # noqa: E402 - after the path set-up
 from broker_ceiling import flood_events_per_s  # noqa: E402
+
+from tests.support.servers import create_vhost, delete_vhost  # noqa: E402
 
 
 def main() -> int:
@@ -90,7 +92,8 @@ def main() -> int:
                 service=service, event_type=event_type, priority=priority, discardable=discardable
             )
 
-    vhost, broker_url = create_vhost("capture-bench")
+    vhost = create_vhost("capture-bench")
+    broker_url = vhost.broker_url
     env = dict(os.environ, CELERY_BROKER_URL=broker_url, PYTHONUNBUFFERED="1")
 
     log(f"building the flood: {args.seconds:g} s of {args.likes} likes/s + {args.comments} comments/s ...")

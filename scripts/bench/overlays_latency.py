@@ -34,6 +34,7 @@ from django.conf import settings  # noqa: E402
 
 from project.services.dinochrome.chrome import start_chromium  # noqa: E402
 from project.services.overlays.stream import id_millis, publish_card, publisher  # noqa: E402
+from tests.support.figures import percentile  # noqa: E402
 
 
 def start_gunicorn(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
@@ -53,11 +54,6 @@ def start_gunicorn(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, in
         time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"gunicorn did not start:\n{log.read_text()}")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def main() -> None:

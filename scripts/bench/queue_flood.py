@@ -86,7 +86,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -100,8 +99,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 from bench_setup import (  # noqa: E402 - after the path set-up
     MachineGauge,
     cpu_busy_seconds,
-    create_vhost,
-    delete_vhost,
     log,
     use_bench_database,
 )
@@ -109,6 +106,10 @@ from broker_ceiling import flood_events_per_s  # noqa: E402
 from celery import shared_task  # noqa: E402
 
 from project.queue_system.base_service import BaseQueueService  # noqa: E402
+from tests.support.broker import DepthSampler  # noqa: E402
+from tests.support.figures import count_inversions, percentile  # noqa: E402
+from tests.support.servers import create_vhost, delete_vhost  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 KEY_ENV = "QUEUE_FLOOD_REDIS_KEY"
 SERVICE_CLASS = "scripts.bench.queue_flood.FloodService"
@@ -201,11 +202,6 @@ def mix_counts(mix: dict[str, float], total: int) -> dict[str, int]:
     return counts
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
 class Processes:
     """Subprocesses in their own process groups, output in log files, stopped in reverse order."""
 
@@ -251,45 +247,6 @@ class Processes:
             proc.wait()
 
 
-class DepthSampler(threading.Thread):
-    """Ready counts of queues by passive queue_declare on a connection of its own."""
-
-    def __init__(self, names: list[str], interval: float) -> None:
-        super().__init__(name="depth-sampler", daemon=True)
-        self.names = names
-        self.interval = interval
-        self.maxima = dict.fromkeys(names, 0)
-        self.samples = 0
-        self.reconnects = 0
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        from project.queue_system.broker import CONNECTION_ERRORS, BrokerError, close_quietly, open_connection
-
-        while not self.done.is_set():
-            connection = None
-            try:
-                connection = open_connection()
-                channel = connection.channel()
-                while not self.done.is_set():
-                    for name in self.names:
-                        _, ready, _ = channel.queue_declare(name, passive=True)
-                        if ready > self.maxima[name]:
-                            self.maxima[name] = ready
-                    self.samples += 1
-                    self.done.wait(self.interval)
-            except (BrokerError, *CONNECTION_ERRORS) as exc:
-                self.reconnects += 1
-                log(f"depth sampler lost the broker ({exc}); reconnecting")
-                self.done.wait(1.0)
-            except BaseException as exc:
-                self.error = exc
-                return
-            finally:
-                close_quietly(connection)
-
-
 def consumers(names: list[str]) -> dict[str, int]:
     from project.queue_system.broker import close_quietly, open_connection, passive_counts
 
@@ -311,14 +268,6 @@ def wait_consuming(procs: Processes, queues_by_proc: dict[str, str], timeout: fl
         if waiting and time.monotonic() > deadline:
             raise TimeoutError(f"not consuming after {timeout:.0f} s: {', '.join(waiting)}")
         time.sleep(0.2)
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout:.0f} s")
-        time.sleep(interval)
 
 
 # -- phases -------------------------------------------------------------------
@@ -409,7 +358,7 @@ def keep_latency(args, dispatcher, session, sync, asyncs, redis_client, key: str
             wait_for(
                 lambda item=item: item.filter(status=QueueItem.Status.COMPLETED).exists(),
                 30,
-                "a probe gift did not complete",
+                what="a probe gift to complete",
                 interval=0.002,
             )
             if n >= args.warmup:
@@ -484,7 +433,7 @@ def worker_rate(args, dispatcher, session, sync, asyncs, worker_pid: int) -> tup
     wait_for(
         lambda: not QueueItem.objects.filter(service=sync, status__in=OPEN).exists(),
         max(60, args.worker_items / 20),
-        "the SYNC worker's backlog did not complete",
+        what="the SYNC worker's backlog to complete",
         interval=0.1,
     )
     cpu_ms_per_item = (tree_cpu_seconds(worker_pid) - cpu_before) * 1000 / len(events)
@@ -576,12 +525,9 @@ def flood(args, dispatcher, session, services, mix) -> dict:
             time.sleep(0.1)
         settled = time.perf_counter() - started
     finally:
-        sampler.done.set()
-        sampler.join(timeout=10)
+        sampler.stop()
         if pipeline is not None:
             pipeline.close()
-    if sampler.error is not None:
-        raise RuntimeError(f"depth sampler failed: {sampler.error!r}")
     # Only events whose every item was created and confirmed count as dispatched.
     unconfirmed_events = (
         QueueItem.objects.filter(service__in=services, pk__gt=mark, dispatched_at__isnull=True)
@@ -589,7 +535,10 @@ def flood(args, dispatcher, session, services, mix) -> dict:
         .distinct()
         .count()
     )
-    log(f"flood settled {settled:.1f} s after the first dispatch; {sampler.samples} depth samples")
+    log(
+        f"flood settled {settled:.1f} s after the first dispatch;"
+        f" {sampler.rounds} depth samples, {sampler.reconnects} reconnects"
+    )
     log(f"  max depths: {sampler.maxima}")
     confirmed_items = QueueItem.objects.filter(service__in=services, pk__gt=mark, dispatched_at__isnull=False).count()
     return {
@@ -676,33 +625,6 @@ class PhaseTimes:
                 f"  {label:28s} {total:6.2f} s ({100 * total / elapsed:5.1f}% of the flood) in {len(calls)} calls,"
                 f" p50 {1000 * percentile(calls, 0.5):.1f} ms p90 {1000 * percentile(calls, 0.9):.1f} ms"
             )
-
-
-def count_inversions(rows: list[tuple]) -> tuple[int, int]:
-    """(inversions, strict inversions) among started SYNC items: rows of (priority, dispatched, started, finished).
-
-    An item X started at s(X) is an inversion when some item Y of higher priority
-    started later and was dispatched (confirmed: it was in the queue) before the
-    worker asked for X, i.e. before the previous item finished (prefetch 1,
-    acks_late: the broker hands out the next message only when the previous one
-    is acked, after its finish). "Strict" compares against s(X) instead, like
-    tests/test_queue_order.py, and so also counts gifts confirmed in the few ms
-    between the broker's choice and X's claim.
-    """
-    rows = sorted(rows, key=lambda r: r[2])
-    decide = [rows[n - 1][3] or rows[n - 1][2] if n else rows[0][2] for n in range(len(rows))]
-    inversions = strict = 0
-    earliest: dict[int, object] = {}  # priority → earliest dispatched_at among items started after the current one
-    for n in range(len(rows) - 1, -1, -1):
-        priority, dispatched, started_at, _ = rows[n]
-        higher = [d for p, d in earliest.items() if p > priority]
-        if higher:
-            first = min(higher)
-            inversions += first < decide[n]
-            strict += first <= started_at
-        if priority not in earliest or dispatched < earliest[priority]:
-            earliest[priority] = dispatched
-    return inversions, strict
 
 
 OPEN = ["pending", "processing"]
@@ -794,7 +716,8 @@ def main() -> int:
     run = uuid.uuid4().hex[:6]
     key = f"queue-flood:{run}"
     redis_client = redis.Redis.from_url(settings.REDIS_URL)
-    vhost, broker_url = create_vhost("queue-flood")
+    created = create_vhost("queue-flood")
+    vhost, broker_url = created.name, created.broker_url
     settings.CELERY_BROKER_URL = broker_url
     app.conf.broker_url = broker_url
     db = settings.DATABASES["default"]
@@ -910,7 +833,7 @@ def main() -> int:
             lambda: QueueItem.objects.filter(service__in=services).delete(),
             session.delete,
             lambda: Service.objects.filter(pk__in=[s.pk for s in services]).delete(),
-            lambda: delete_vhost(vhost),
+            lambda: delete_vhost(created),
             lambda: redis_client.delete(*redis_client.keys(f"{key}*") or [f"{key}:none"]),
         ]
         for step in cleanup:

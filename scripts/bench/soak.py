@@ -55,9 +55,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 import bench_setup as bench  # noqa: E402 - after the path set-up
 
+from tests.support.servers import create_vhost, delete_vhost  # noqa: E402
+
 CARD_CLASS = "project.services.overlays.services.OverlaysService"
 LOCK_KEY = 0x50A4_0017  # pg_advisory_lock: one soak per database at a time
-FAULT_LOCK = "/tmp/tte-faults.lock"  # noqa: S108 - tests/faults/servers.py's lock, shared by its name
+FAULT_LOCK = "/tmp/tte-faults.lock"  # noqa: S108 - tests/support/outages.py's lock, shared by its name
 SERVERS = {
     "postgres": "servers:postgresql",
     "beam.smp": "servers:rabbitmq",
@@ -114,7 +116,8 @@ def main() -> int:
     samples: list[dict] = []
     tree = ProcessTree()
     try:
-        vhost, broker_url = bench.create_vhost("soak")
+        created = create_vhost("soak")
+        vhost, broker_url = created.name, created.broker_url
         bench.log(f"database {connection.settings_dict['NAME']}, vhost {vhost}, files in {workdir}")
         env = dict(os.environ, CELERY_BROKER_URL=broker_url, OVERLAYS_STREAM=stream, PYTHONUNBUFFERED="1")
         with open(system_log, "ab") as out:
@@ -136,7 +139,7 @@ def main() -> int:
     finally:
         stop(system, tree)
         for step in (
-            lambda: vhost and bench.delete_vhost(vhost),
+            lambda: vhost and delete_vhost(created),
             lambda: redis_client().delete(stream),
             lambda: args.keep or empty_tables(),
         ):

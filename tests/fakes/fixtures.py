@@ -2,7 +2,7 @@
 
 Registered in tests/conftest.py (``pytest_plugins``). Settings go through the
 environment (and Django settings for MEDIA_ROOT), so subprocesses a test
-starts with ``tests.servers.subprocess_env`` — Celery workers, management
+starts with ``tests.support.servers.subprocess_env`` — Celery workers, management
 commands — reach the same fake.
 
 - ``elevenlabs_fake``: an :class:`ElevenLabsFake` on an ephemeral port;
@@ -14,13 +14,18 @@ commands — reach the same fake.
 - ``llm_fake``: an :class:`LLMFake`; ``LLM_URL``, ``LLM_KEY`` and ``LLM_MODEL``
   point at it. ``fake.replies.append(...)`` queues answers,
   ``fake.chat_requests()`` lists what was asked.
+- ``heygen_fake``, ``convai_fake``: the HeyGen Streaming API and ConvAI fakes on free ports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests.fakes.convai import FakeConvAI
 from tests.fakes.elevenlabs_fake import ElevenLabsFake
+from tests.fakes.heygen import FakeHeyGen
 from tests.fakes.llm_fake import LLMFake
 
 ELEVENLABS_TEST_KEY = "sk_fake_elevenlabs_0123456789abcdef"
@@ -59,3 +64,15 @@ def llm_fake(monkeypatch):
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture
+def heygen_fake() -> Iterator[FakeHeyGen]:
+    with FakeHeyGen() as fake:
+        yield fake
+
+
+@pytest.fixture
+def convai_fake() -> Iterator[FakeConvAI]:
+    with FakeConvAI() as fake:
+        yield fake

@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _one_fault_test_at_a_time():
     """Another run's fault test on this machine must not stop a server under this one."""
-    from tests.faults.servers import fault_lock
+    from tests.support.outages import fault_lock
 
     with fault_lock():
         yield

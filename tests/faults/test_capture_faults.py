@@ -14,12 +14,13 @@ from django.db import connection
 
 from project.queue_system.models import QueueItem
 from project.tiktok_events.models import LiveEvent, LiveSession
-from tests.capture_helpers import comment, run_capture
-from tests.faults.capture_live import CaptureProcess, simulated_live
-from tests.faults.servers import postgres_stopped, rabbitmq_stopped
-from tests.queueing import all_settled, make_service, wait_for
-from tests.services import records
-from tests.workers import running_workers
+from tests.support.capture import comment, run_capture
+from tests.support.capture_live import CaptureProcess, simulated_live
+from tests.support.outages import postgres_stopped, rabbitmq_stopped
+from tests.support.queueing import all_settled, make_service
+from tests.support.recording_service import records
+from tests.support.waiting import wait_for
+from tests.support.worker_processes import running_workers
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -43,7 +44,7 @@ def capture_through_a_postgresql_restart(vhost, *, env: dict[str, str] | None = 
     with simulated_live(seconds=30, likes=100, comments=20) as live:
         capture = CaptureProcess.start(vhost, live, env=env)
         try:
-            wait_for(lambda: LiveEvent.objects.count() > 300, timeout=90, message="the capture never stored events")
+            wait_for(lambda: LiveEvent.objects.count() > 300, timeout=90, what="the capture never stored events")
             with postgres_stopped():
                 time.sleep(OUTAGE_SECONDS)
             run = capture.wait()
@@ -103,7 +104,7 @@ def test_a_rabbitmq_restart_with_the_capture_and_the_workers_running_loses_no_gi
             wait_for(
                 lambda: QueueItem.objects.filter(status="completed", event_type="GiftEvent").count() >= 4,
                 timeout=90,
-                message="the workers never completed a gift",
+                what="the workers never completed a gift",
             )
             with rabbitmq_stopped(vhost):
                 time.sleep(OUTAGE_SECONDS)
@@ -111,7 +112,7 @@ def test_a_rabbitmq_restart_with_the_capture_and_the_workers_running_loses_no_gi
         finally:
             capture.kill()
         sent = live.sent()
-        wait_for(lambda: all_settled(sync) and all_settled(async_), timeout=180, message="items left unsettled")
+        wait_for(lambda: all_settled(sync) and all_settled(async_), timeout=180, what="items left unsettled")
 
     assert run.returncode == 0, run.output[-5000:]
     assert "RabbitMQ did not confirm" in run.output  # the capture did lose the broker mid-live
@@ -139,9 +140,9 @@ def test_a_capture_killed_while_postgresql_is_away_leaves_its_spill_file_to_the_
     with simulated_live(seconds=30, likes=100, comments=20) as live:
         capture = CaptureProcess.start(vhost, live, env=env)
         try:
-            wait_for(lambda: LiveEvent.objects.count() > 300, timeout=90, message="the capture never stored events")
+            wait_for(lambda: LiveEvent.objects.count() > 300, timeout=90, what="the capture never stored events")
             with postgres_stopped():
-                wait_for(lambda: len(spilled_lines(spill_dir)) >= 300, timeout=30, message="nothing spilled")
+                wait_for(lambda: len(spilled_lines(spill_dir)) >= 300, timeout=30, what="nothing spilled")
                 capture.proc.kill()  # SIGKILL: no shutdown, the file stays
                 capture.proc.wait()
             killed_at = time.monotonic()
@@ -179,7 +180,7 @@ def test_a_run_that_ends_before_postgresql_is_back_keeps_what_it_received_for_th
     from project.tiktok_events.capture.output import CaptureOutput
     from project.tiktok_events.capture.pipeline import CapturePipeline
     from project.tiktok_events.capture.writer import BatchWriter
-    from tests.queueing import make_session
+    from tests.support.queueing import make_session
 
     session = make_session()
     output = CaptureOutput(open("/dev/null", "w"))

@@ -31,12 +31,13 @@ from project.queue_system.base_service import TransientError
 from project.queue_system.dispatcher import EventDispatcher
 from project.queue_system.models import QueueItem
 from project.tiktok_events.models import LiveEvent, LiveSession
-from tests.faults.servers import fault_lock
-from tests.queueing import make_service, wait_for
-from tests.servers import subprocess_env
-from tests.workers import running_workers
+from tests.support import ROOT
+from tests.support.outages import fault_lock
+from tests.support.queueing import make_service
+from tests.support.servers import subprocess_env
+from tests.support.waiting import wait_for
+from tests.support.worker_processes import running_workers
 
-ROOT = Path(__file__).resolve().parents[2]
 TMPFS_KB = 512
 LEFT_FREE = 8 * 1024  # less than any phrase's audio (~44 kB per second of speech)
 PHRASE = "¡Gracias por la rosa, Ana!"
@@ -233,7 +234,7 @@ def test_a_spoken_gift_retries_through_the_queue_while_the_disk_is_full_and_comp
             item.refresh_from_db()
             return item.status == QueueItem.Status.PENDING and "retrying" in item.error
 
-        wait_for(retrying, timeout=90, message="the first attempt to fail on the full disk")
+        wait_for(retrying, timeout=90, what="the first attempt to fail on the full disk")
         assert item.attempts == 1
         assert "no room" in item.error
         assert usage_of(session) == (len(PHRASE), len(PHRASE), 1), "charged, and counted while the disk is full"
@@ -245,7 +246,7 @@ def test_a_spoken_gift_retries_through_the_queue_while_the_disk_is_full_and_comp
             item.refresh_from_db()
             return item.status in (QueueItem.Status.COMPLETED, QueueItem.Status.FAILED)
 
-        wait_for(finished, timeout=DISK_FULL_RETRY_SECONDS + 60, message="the retry after the disk has room")
+        wait_for(finished, timeout=DISK_FULL_RETRY_SECONDS + 60, what="the retry after the disk has room")
 
     assert item.status == QueueItem.Status.COMPLETED, item.error
     assert item.attempts == 2

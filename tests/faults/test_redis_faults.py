@@ -27,12 +27,12 @@ from project.queue_system.models import QueueItem
 from project.redis_outage import RedisOutage
 from project.services.avatar.session_registry import LIVE_SESSION_KEY, SessionRegistry
 from project.tiktok_events.models import LiveEvent
-from tests.browser import wait_for
-from tests.faults.servers import redis_stopped
-from tests.queueing import all_settled
-from tests.service_events import gift, live_session
-from tests.service_fixtures import page_history
-from tests.workers import running_workers
+from tests.support.outages import redis_stopped
+from tests.support.queueing import all_settled
+from tests.support.service_events import gift, live_session
+from tests.support.service_fixtures import page_history
+from tests.support.waiting import wait_for
+from tests.support.worker_processes import running_workers
 
 OUTAGE_SECONDS = 12
 

@@ -1,7 +1,7 @@
 """Service workers under real faults: PostgreSQL restarted under them, hung handlers, lost messages.
 
 Every test asserts on the QueueItem rows and on what the service really ran
-(tests.services.RecordingService writes each start, end and on_timeout to Redis).
+(tests.support.recording_service.RecordingService writes each start, end and on_timeout to Redis).
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import pytest
 
 from project.queue_system.dispatcher import EventDispatcher
 from project.queue_system.models import QueueItem
-from tests.broker import depth
-from tests.faults.servers import postgres_stopped
-from tests.queueing import all_settled, make_events, make_service, make_session, statuses, wait_for
-from tests.services import records
-from tests.workers import consumers, running_workers
+from tests.support.broker import depth
+from tests.support.outages import postgres_stopped
+from tests.support.queueing import all_settled, make_events, make_service, make_session, statuses
+from tests.support.recording_service import records
+from tests.support.waiting import wait_for
+from tests.support.worker_processes import consumers, running_workers
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -44,13 +45,13 @@ def test_a_postgresql_restart_under_sync_and_async_workers_loses_no_gift_and_run
     with running_workers(vhost, ["pg-sync", "pg-async"], extra_env=env) as workers:
         events = make_events(make_session(), ["GiftEvent"] * GIFTS, sleep=0.05)
         EventDispatcher().dispatch_many(events)
-        wait_for(lambda: completed(sync) >= 5 and completed(async_) >= 5, timeout=60, message="no gift ran")
+        wait_for(lambda: completed(sync) >= 5 and completed(async_) >= 5, timeout=60, what="no gift ran")
 
         with postgres_stopped():
             time.sleep(8)
         restarted_at = time.monotonic()
 
-        wait_for(lambda: all_settled(sync) and all_settled(async_), timeout=120, message="gifts were left behind")
+        wait_for(lambda: all_settled(sync) and all_settled(async_), timeout=120, what="gifts were left behind")
         recovered_in = time.monotonic() - restarted_at
         logs = workers.log("pg-sync") + workers.log("pg-async")
 
@@ -80,15 +81,15 @@ def test_a_hung_handler_fails_with_timed_out_calls_on_timeout_and_the_next_item_
         [hung] = make_events(session, ["GiftEvent"], hang_first=600)
         EventDispatcher().dispatch_many([hung])
         hung_item = QueueItem.objects.get(live_event=hung)
-        wait_for(lambda: runs(key, "start")[hung_item.pk] == 1, timeout=60, message="the hung gift never started")
+        wait_for(lambda: runs(key, "start")[hung_item.pk] == 1, timeout=60, what="the hung gift never started")
         started = time.monotonic()
         follow_ups = make_events(session, ["GiftEvent", "FollowEvent", "GiftEvent"])
         EventDispatcher().dispatch_many(follow_ups)
 
-        wait_for(lambda: all_settled(service), timeout=90, message="the items after the hung one did not run")
+        wait_for(lambda: all_settled(service), timeout=90, what="the items after the hung one did not run")
         settled_in = time.monotonic() - started
         after_grace = "replacing the worker process" if mode == "SYNC" else "its thread is abandoned (1 stuck)"
-        wait_for(lambda: after_grace in workers.log(slug), timeout=30, message=f"no {after_grace!r}")
+        wait_for(lambda: after_grace in workers.log(slug), timeout=30, what=f"no {after_grace!r}")
         log = workers.log(slug)
 
     hung_item.refresh_from_db()
@@ -106,8 +107,8 @@ def test_a_hung_handler_fails_with_timed_out_calls_on_timeout_and_the_next_item_
 
 def test_an_async_worker_whose_threads_are_all_stuck_is_restarted_by_the_supervisor(vhost):
     """Concurrency 1 and its one handler stuck for good: the worker shuts down, the supervisor restarts it."""
-    from tests.servers import subprocess_env
-    from tests.test_run_queue_workers import Output
+    from tests.support.processes import Output
+    from tests.support.servers import subprocess_env
 
     service = make_service("stuck", mode="ASYNC", concurrency=1)
     service.time_budget_seconds = 5
@@ -121,10 +122,10 @@ def test_an_async_worker_whose_threads_are_all_stuck_is_restarted_by_the_supervi
         [hung] = make_events(session, ["GiftEvent"], hang_first=600)
         EventDispatcher().dispatch_many([hung])
         hung_item = QueueItem.objects.get(live_event=hung)
-        wait_for(lambda: runs(key, "start")[hung_item.pk] == 1, timeout=60, message="the hung gift never started")
+        wait_for(lambda: runs(key, "start")[hung_item.pk] == 1, timeout=60, what="the hung gift never started")
         after = make_events(session, ["GiftEvent"] * 3)
         EventDispatcher().dispatch_many(after)
-        wait_for(lambda: all_settled(service), timeout=120, message="nothing ran after the stuck handler")
+        wait_for(lambda: all_settled(service), timeout=120, what="nothing ran after the stuck handler")
         supervisor.wait_for_text("restarting", timeout=60)
     finally:
         supervisor.close()
@@ -144,13 +145,13 @@ def test_items_whose_messages_were_purged_are_published_again_at_worker_start(vh
         [hung] = make_events(session, ["GiftEvent"], hang_first=600)
         EventDispatcher().dispatch_many([hung])
         hung_item = QueueItem.objects.get(live_event=hung)
-        wait_for(lambda: runs(key, "start")[hung_item.pk] == 1, timeout=60, message="the gift never started")
+        wait_for(lambda: runs(key, "start")[hung_item.pk] == 1, timeout=60, what="the gift never started")
         waiting = make_events(session, ["GiftEvent", "FollowEvent", "CommentEvent", "LikeEvent"])
         EventDispatcher().dispatch_many(waiting)
         workers.kill("orphans")
         # The broker puts the killed worker's unacked gift back once it has seen the connection
         # close; a purge before that would leave the gift's message behind.
-        wait_for(lambda: consumers(vhost, "svc.orphans") == 0, timeout=30, message="the killed worker still consumes")
+        wait_for(lambda: consumers(vhost, "svc.orphans") == 0, timeout=30, what="the killed worker still consumes")
         # An operator purges the service's queues: no message is left of any of the five.
         for name in ["svc.orphans", "svc.orphans.discardable.CommentEvent", "svc.orphans.discardable.LikeEvent"]:
             vhost.api("DELETE", f"/api/queues/{vhost.name}/{name}/contents").raise_for_status()
@@ -159,7 +160,7 @@ def test_items_whose_messages_were_purged_are_published_again_at_worker_start(vh
         assert statuses(service)["pending"] == 4
 
         workers.start("orphans")
-        wait_for(lambda: all_settled(service), timeout=90, message="the orphaned items were not published again")
+        wait_for(lambda: all_settled(service), timeout=90, what="the orphaned items were not published again")
         log = workers.log("orphans")
 
     assert "re-published 5 item(s) of orphans that had lost their message" in log, log[-3000:]
@@ -177,7 +178,7 @@ def test_a_running_worker_recovers_items_that_lost_their_message_once_it_is_idle
         [slow] = make_events(session, ["GiftEvent"], sleep=3)
         EventDispatcher().dispatch_many([slow])
         slow_item = QueueItem.objects.get(live_event=slow)
-        wait_for(lambda: runs(key, "start")[slow_item.pk] == 1, timeout=60, message="the gift never started")
+        wait_for(lambda: runs(key, "start")[slow_item.pk] == 1, timeout=60, what="the gift never started")
         # While the worker is busy, three more gifts are queued behind it and purged.
         lost = make_events(session, ["GiftEvent"] * 3)
         EventDispatcher().dispatch_many(lost)
@@ -186,7 +187,7 @@ def test_a_running_worker_recovers_items_that_lost_their_message_once_it_is_idle
         [queued] = make_events(session, ["FollowEvent"])
         EventDispatcher().dispatch_many([queued])
 
-        wait_for(lambda: all_settled(service), timeout=60, message="the purged gifts were never recovered")
+        wait_for(lambda: all_settled(service), timeout=60, what="the purged gifts were never recovered")
         log = workers.log("idle-recovery")
 
     assert "3 item(s) of idle-recovery had lost their message" in log, log[-3000:]

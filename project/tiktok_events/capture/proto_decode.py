@@ -18,7 +18,7 @@ buffer, a wire type 3, 4, 6 or 7, a varint over 10 bytes) raises ``Unusual``,
 and the caller parses the whole message again with betterproto2, whose result
 or error is then the answer: malformed frames behave exactly as before.
 
-``tests/test_proto_decode.py`` compares the two on every TikTokLive message class
+``tests/capture/test_proto_decode.py`` compares the two on every TikTokLive message class
 filled at random, on a class with every field type, and on corrupted bytes.
 """
 

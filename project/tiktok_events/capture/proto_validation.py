@@ -12,7 +12,7 @@ badges and images are a dozen messages, each validated).
 validator built once per class: same schema, same input (the instance's
 fields without ``_unknown_fields``), same errors. Parsing, the wire format
 and TikTokLive itself are untouched. The capture calls it before it builds
-the client; ``tests/test_proto_validation.py`` checks the errors stay the same.
+the client; ``tests/capture/test_proto_validation.py`` checks the errors stay the same.
 
 It also gives ``Message.parse`` an empty instance without pydantic's
 ``__init__``: betterproto2 parses into ``cls()``, which runs the whole
@@ -26,7 +26,7 @@ And it decodes with ``proto_decode``'s loop (the same result as ``load``,
 about twice as fast), handing anything unusual back to ``load``.
 
 The fast path is proven equal to betterproto2's own decoding on the versions in
-``PROVEN_ON`` (``tests/test_decoder_proof.py`` compares the two on every message
+``PROVEN_ON`` (``tests/capture/test_decoder_proof.py`` compares the two on every message
 of recordings of every simulator scenario). ``install()`` checks the installed
 versions first: on any other version it leaves betterproto2 as it is and says
 so once — the capture keeps working, only slower — until the proof is run

@@ -174,3 +174,6 @@ export function mountAvatarPage(root) {
     ui.stop.disabled = true;
   }
 }
+
+// Both pages load this module alone: it mounts itself on the page it is loaded into.
+mountAvatarPage(document.body);
