@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "project.app_config",
     "project.tiktok_events",
     "project.queue_system",
+    "project.control",
     "project.services.dinochrome",
     "project.services.overlays",
     "project.services.avatar",
@@ -166,6 +167,9 @@ STORAGES = {
 # Files are also found where the apps keep them, so ./scripts/demo needs no collectstatic;
 # the Docker image serves the collected ones from STATIC_ROOT.
 WHITENOISE_USE_FINDERS = True
+# Browser libraries installed by npm (package.json; ./scripts/setup and the Dockerfile run
+# npm install): served as static files, nothing is loaded from a CDN.
+STATICFILES_DIRS = [("vendor/chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist")]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,0 +1,1 @@
+"""The streamer's control room (/control/): live queues, test events, post-live reports."""
