@@ -33,6 +33,15 @@ class LiveSession(BaseModel):
     ended_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTING, db_index=True)
     end_reason = models.CharField(max_length=255, blank=True, default="")
+    # A session of test events from the control room: left out of reports and of any
+    # "current live" selection, deletable with its events in one action.
+    is_test = models.BooleanField(default=False)
+    # What the capture saw of the connection, for the post-live report; null on a
+    # session whose capture did not record them.
+    reconnects = models.PositiveIntegerField(null=True, blank=True)
+    behind_max_seconds = models.FloatField(
+        null=True, blank=True, help_text="How far the capture fell behind the live at worst (s)."
+    )
 
     class Meta:
         ordering = ["-started_at"]
