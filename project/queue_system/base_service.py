@@ -57,6 +57,14 @@ class BaseQueueService:
         SYNC worker's child was killed: it must not assume the handler has returned.
         """
 
+    def cancel_current(self) -> None:
+        """Optional: stop the item being handled now (e.g. cut a speech short), asked from the control room.
+
+        Runs on another thread of the worker process, beside ``process_event``; it
+        should only make the running handler return soon. Services that do not
+        override it show no skip button (docs/control-room.md).
+        """
+
     @property
     def time_budget(self) -> float:
         """Seconds one event may take (``Service.time_budget_seconds``); internal waits stay below it."""

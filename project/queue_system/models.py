@@ -37,6 +37,10 @@ class Service(BaseModel):
         help_text="How many discardable events of each type may wait; older ones are dropped beyond it.",
     )
     is_active = models.BooleanField(default=True, db_index=True)
+    paused = models.BooleanField(
+        default=False,
+        help_text="Paused from the control room: its worker takes nothing from svc.<slug>; events wait.",
+    )
     time_budget_seconds = models.PositiveIntegerField(
         "time budget (s)",
         default=300,
