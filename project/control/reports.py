@@ -70,7 +70,7 @@ def build(session: LiveSession) -> Report:
         first=Min("received_at"),
         last=Max("received_at"),
         behind_max=Max(F("created_at") - F("received_at")),
-        behind_events=Count("*", filter=Q(created_at__gt=F("received_at") + dt.timedelta(seconds=BEHIND_SECONDS))),
+        behind_events=Count("id", filter=Q(created_at__gt=F("received_at") + dt.timedelta(seconds=BEHIND_SECONDS))),
     )
     report.first_event, report.last_event = span["first"], span["last"]
     end = session.ended_at or (timezone.now() if session.status == LiveSession.Status.LIVE else span["last"])
@@ -198,7 +198,7 @@ def latency(session_id: int) -> list[dict[str, Any]]:
             "p50": pct[0],
             "p95": pct[1],
             "p99": pct[2],
-            "max": worst,
+            "max": float(worst),  # extract() gives numeric
             "start_p50": start_p50,
         }
         for name, event_type, n, pct, worst, start_p50 in rows
