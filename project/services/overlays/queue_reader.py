@@ -35,7 +35,7 @@ from django.db import connection, transaction
 from project.moderation import screen
 from project.moderation import settings as moderation_settings
 from project.queue_system.models import QueueItem
-from project.services.event_fields import gift_fields
+from project.services.event_fields import gift_fields, like_count
 from project.services.overlays.cards import CARD_TYPES
 from project.tiktok_events.capture.text_cleaning import clean_nickname
 
@@ -45,7 +45,13 @@ POLL_SECONDS = 1.0
 NEXT_COUNT = 3
 _ERROR_LOG_SECONDS = 30
 
-_TEXTS = {"follow": "followed", "subscribe": "subscribed", "share": "shared the live", "like": "likes"}
+_TEXTS = {
+    "follow": "followed",
+    "subscribe": "subscribed",
+    "share": "shared the live",
+    "comment": "commented",
+    "join": "joined",
+}
 
 
 def describe(item: QueueItem, moderation: moderation_settings.ModerationSettings) -> dict[str, Any]:
@@ -65,6 +71,9 @@ def describe(item: QueueItem, moderation: moderation_settings.ModerationSettings
         gift = gift_fields(event)
         row.update(gift=gift["name"], count=gift["count"], image=gift["image"])
         row["text"] = f"{gift['name']} ×{gift['count']}" if gift["count"] > 1 else gift["name"]
+    elif kind == "like":
+        count = like_count(event)
+        row["text"] = "sent a like" if count == 1 else f"sent {count} likes"
     else:
         # Only the kind of event, never a comment's text: the queue overlay shows who, not what they wrote.
         row["text"] = _TEXTS.get(kind) or item.event_type.removesuffix("Event").lower()

@@ -249,6 +249,24 @@ def test_a_blocked_nickname_is_masked_as_on_the_cards():
 
 
 @pytest.mark.django_db
+def test_a_running_comment_or_like_shows_who_never_what_they_wrote():
+    service = make_service("dino_queue")
+    session = make_session()
+    (comment,) = make_events(session, ["CommentEvent"], comment="visit my-spam-site dot com")
+    comment_item = enqueue(service, comment, dispatched_at=timezone.now())
+    claim(comment_item)
+    running = read_snapshot(service.pk)["running"]
+    assert (running["type"], running["text"], running["nickname"]) == ("comment", "commented", "u0")
+    assert "spam" not in str(running)
+
+    finish(comment_item)
+    (like,) = make_events(session, ["LikeEvent"], count=15)
+    claim(enqueue(service, like, dispatched_at=timezone.now()))
+    running = read_snapshot(service.pk)["running"]
+    assert (running["type"], running["text"]) == ("like", "sent 15 likes")
+
+
+@pytest.mark.django_db
 def test_an_idle_service_has_nothing_to_show():
     service = make_service("dino_queue")
     assert read_snapshot(service.pk) == {"running": None, "next": [], "waiting": 0}

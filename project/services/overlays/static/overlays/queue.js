@@ -18,6 +18,9 @@
     follow: "M9 4a4 4 0 1 1 0 8 4 4 0 0 1 0-8zM1 20c0-4 4-6 8-6s8 2 8 6zM19 7h2v3h3v2h-3v3h-2v-3h-3v-2h3z",
     subscribe: "M12 2l3 6.6 7 .8-5.2 4.8 1.5 7L12 17.6 5.7 21.2l1.5-7L2 9.4l7-.8z",
     share: "M14 4l8 7-8 7v-4c-5 0-9 1.5-12 6 1-6 4-11 12-12z",
+    comment: "M4 3h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H10l-5 4v-4H4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z",
+    like: "M12 21L3.5 12.6A5.2 5.2 0 0 1 12 5.8a5.2 5.2 0 0 1 8.5 6.8z",
+    join: "M10 3h9a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2h-9v-2h9V5h-9zM9 7l5 5-5 5v-3.5H2v-3h7z",
     other: "M12 2l2.5 7.5L22 12l-7.5 2.5L12 22l-2.5-7.5L2 12l7.5-2.5z",
     waiting: "M5 2h14v2h-1.5v3.5L13 12l4.5 4.5V20H19v2H5v-2h1.5v-3.5L11 12 6.5 7.5V4H5zm3.5 2v2.7L12 10.2l3.5-3.5V4z",
   };
@@ -114,7 +117,8 @@
   }
 
   function row(tag, item, badge) {
-    const type = /^[a-z]+$/.test(item.type || "") && ICONS[item.type] ? item.type : "other";
+    const known = /^[a-z]+$/.test(item.type || "") && item.type !== "waiting" && ICONS[item.type];
+    const type = known ? item.type : "other";
     const el = element(tag, `row ${type}`);
     el.dataset.itemId = String(item.id);
     el.dataset.type = type;
