@@ -5,6 +5,7 @@
   ASYNC thread-pool worker); on_stop on a clean shutdown;
 - the drain-ticket watchdog thread (``workers.watchdog``), and the supervisor
   watch (``workers.supervisor_watch``): a worker whose supervisor was killed shuts down;
+- the control room's pause, heartbeat and skip (``workers.control``);
 - before each task, Django's ``close_old_connections`` (the connection is
   otherwise reused between tasks: ``CELERY_DB_REUSE_MAX`` in celeryconfig);
 - an item whose process Celery's hard time limit killed is failed, not left processing;
@@ -23,12 +24,17 @@ from celery.events.dispatcher import EventDispatcher
 
 from project.celery import app
 from project.worker_env import POOL_ENV, QUIET_TASKS_ENV, WORKER_SERVICES_ENV
+from workers.control import ControlWatch, PausedAtStart, SkipListener
 from workers.supervisor_watch import watch_supervisor
 
 SLUGS = [s for s in os.environ.get(WORKER_SERVICES_ENV, "").split(",") if s]
 PREFORK = os.environ.get(POOL_ENV, "prefork") == "prefork"
 
 _watchdog = None
+_control_watch = None
+
+# The control room's pause holds from the worker's first message on (workers/control.py).
+app.steps["consumer"].add(PausedAtStart)
 
 # "Received task" (celery.worker.strategy) and "Task … succeeded" (celery.app.trace):
 # Celery asks these loggers once, when the worker builds its strategies and tracers,
@@ -65,6 +71,7 @@ def _start_in_child(**_) -> None:
     from project.queue_system import runtime
 
     runtime.start_services(SLUGS)
+    SkipListener(SLUGS).start()  # the service objects live in this child
 
 
 @signals.task_prerun.connect
@@ -108,13 +115,16 @@ def _hard_time_limit(sender=None, exception=None, args=None, **_) -> None:
 
 
 @signals.worker_ready.connect
-def _ready(**_) -> None:
-    global _watchdog
+def _ready(sender=None, **_) -> None:
+    global _watchdog, _control_watch
     from project.queue_system import runtime
     from workers.watchdog import DrainWatchdog
 
     if not PREFORK:
         runtime.start_services(SLUGS)
+        SkipListener(SLUGS).start()
+    _control_watch = ControlWatch(SLUGS, node=getattr(sender, "hostname", "") or "worker")
+    _control_watch.start()
     _watchdog = DrainWatchdog(SLUGS)
     _watchdog.start()
     # Killed outright, a supervisor leaves its workers behind: they shut down (warm) by themselves.
@@ -127,5 +137,7 @@ def _shutdown(**_) -> None:
 
     if _watchdog is not None:
         _watchdog.stop()
+    if _control_watch is not None:
+        _control_watch.stop()
     if not PREFORK:
         runtime.stop_services()
