@@ -8,6 +8,7 @@ from django.db.models import Count, Max
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from project.control import reports, test_events
@@ -89,7 +90,10 @@ def delete_test_session(request, session_id: int):
         messages.error(request, "Only a test session can be deleted here.")
         return redirect("control_session_report", session_id=session_id)
     messages.success(request, f"Test session #{session_id} deleted with its {deleted} event(s) and their queue items.")
-    return redirect(request.POST.get("next") or reverse("control_test_events"))
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):
+        target = reverse("control_test_events")  # only a page of this site
+    return redirect(target)
 
 
 @staff_member_required

@@ -112,12 +112,20 @@ def test_deleting_a_test_session_takes_its_events_and_items_and_refuses_a_real_o
     response = staff_client.post(f"/control/sessions/{real.pk}/delete/", {"csrfmiddlewaretoken": token})
     assert response.status_code == 302 and LiveEvent.objects.filter(pk=real_event.pk).exists()
 
-    response = staff_client.post(f"/control/sessions/{session.pk}/delete/", {"csrfmiddlewaretoken": token})
-    assert response.status_code == 302
+    data = {"csrfmiddlewaretoken": token, "next": "https://elsewhere.example/"}  # never off the site
+    response = staff_client.post(f"/control/sessions/{session.pk}/delete/", data)
+    assert (response.status_code, response["Location"]) == (302, "/control/test-events/")
     assert not LiveSession.objects.filter(pk=session.pk).exists()
     assert not LiveEvent.objects.filter(session_id=session.pk).exists()
     assert not QueueItem.objects.filter(event_type__in=["LikeEvent", "CommentEvent"]).exists()
     assert LiveSession.objects.filter(pk=real.pk).exists()
+
+    post_form(staff_client, kind="follow")
+    session = LiveSession.objects.get(is_test=True)
+    data = {"csrfmiddlewaretoken": token, "next": "/control/sessions/?show=test"}
+    response = staff_client.post(f"/control/sessions/{session.pk}/delete/", data)
+    assert response["Location"] == "/control/sessions/?show=test"
+    assert not LiveSession.objects.filter(is_test=True).exists()
 
 
 @pytest.mark.slow
