@@ -82,7 +82,12 @@ def notify_workers(slug: str) -> None:
     from project.celery import app
 
     try:
-        app.control.broadcast(PAUSE_COMMAND, arguments={"slug": slug})
+        # On a connection and producer of its own, as app.control.broadcast would send it: the
+        # app's producer pool belongs to whoever configured the app (a test closes it).
+        with app.connection_for_write() as connection:
+            mailbox = app.control.mailbox(connection)
+            mailbox._producer_pool = None
+            mailbox._broadcast(PAUSE_COMMAND, {"slug": slug}, None, False, 1.0)
     except Exception as exc:  # the workers' own re-read applies it a few seconds later
         logger.warning("could not broadcast the pause change", extra={"service": slug, "error": str(exc)[:200]})
 

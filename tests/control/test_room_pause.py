@@ -35,7 +35,7 @@ def _statuses(service) -> dict[str, int]:
     return counts
 
 
-def test_pause_stops_reactions_and_resume_drains_the_backlog_in_priority_order(vhost, admin_client_logged):
+def test_pause_stops_reactions_and_resume_drains_the_backlog_in_priority_order(vhost, admin_client_logged, caplog):
     service = make_service(SLUG)
     session = make_session()
     with running_workers(vhost, [SLUG]):
@@ -46,6 +46,7 @@ def test_pause_stops_reactions_and_resume_drains_the_backlog_in_priority_order(v
 
         admin_client_logged.post(f"/control/services/{SLUG}/pause/")
         assert Service.objects.get(slug=SLUG).paused
+        assert "could not broadcast" not in caplog.text  # told at once, not at the worker's next re-read
         wait_for(lambda: consumers(vhost, QUEUE) == 0, timeout=10, what="the worker to stop consuming")
         wait_for(lambda: _card(admin_client_logged)["worker"] == "paused", timeout=10, what="the card to say paused")
 

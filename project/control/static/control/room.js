@@ -225,24 +225,27 @@
     if (node) node.textContent = state;
   }
 
+  var source = null;
+
   function listen() {
     if (!window.EventSource) return setState("no live updates (EventSource missing)");
-    var source = new EventSource(streamUrl);
-    source.addEventListener("open", function () { setState("live"); });
-    source.addEventListener("snapshot", function (message) {
+    var es = (source = new EventSource(streamUrl));
+    es.addEventListener("open", function () { setState("live"); });
+    es.addEventListener("snapshot", function (message) {
       window.controlRoom.snapshots += 1;
       setState("live");
       apply(JSON.parse(message.data));
     });
-    source.addEventListener("problem", function (message) {
+    es.addEventListener("problem", function (message) {
       setState("server problem: " + JSON.parse(message.data).error);
     });
     // The browser reconnects by itself (the server's retry: 2 s); a closed source
     // (e.g. a 503: too many streams) is opened again after a pause.
-    source.addEventListener("error", function () {
-      if (source.readyState === EventSource.CLOSED) {
+    es.addEventListener("error", function () {
+      if (es.readyState === EventSource.CLOSED) {
         setState("reconnecting");
-        setTimeout(listen, 5000);
+        if (source === es) source = null;
+        setTimeout(function () { if (!source) listen(); }, 5000);
       } else {
         setState("reconnecting");
       }
@@ -253,6 +256,16 @@
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
     });
+  });
+
+  // Leaving the page ends its stream at once, which frees the server's thread (the browser
+  // could otherwise keep the page, and the stream, in its back/forward cache).
+  window.addEventListener("pagehide", function () {
+    if (source) source.close();
+    source = null;
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && !source) listen();
   });
 
   mergeRates(initial.rates);
