@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, F, Max, Min, Q, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, TruncMinute
@@ -60,18 +60,39 @@ class Report:
         }
 
 
+# For the report's statements only: JIT compilation cost seconds (it is planned for the
+# high cost of a scan of a million rows, and saves less than it takes to compile), and
+# a larger work_mem keeps the hash join of the session's events with their items in
+# memory instead of spilling it to disk in batches.
+REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+
+
 def build(session: LiveSession) -> Report:
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in REPORT_SETTINGS:
+            cursor.execute(statement)
+        return _build(session)
+
+
+def _build(session: LiveSession) -> Report:
     events = LiveEvent.objects.filter(session_id=session.pk)
     report = Report(session=session)
 
     report.by_type = list(events.values("event_type").annotate(n=Count("*")).order_by("-n", "event_type"))
     report.total_events = sum(r["n"] for r in report.by_type)
+    is_like = Q(event_type="LikeEvent")
+    # One scan of the session's rows for the span, the storage delays and the likes.
     span = events.aggregate(
         first=Min("received_at"),
         last=Max("received_at"),
+        first_id=Min("id"),
+        last_id=Max("id"),
         behind_max=Max(F("created_at") - F("received_at")),
         behind_events=Count("id", filter=Q(created_at__gt=F("received_at") + dt.timedelta(seconds=BEHIND_SECONDS))),
+        likes_counted=Coalesce(Sum(Cast(KT("event_data__count"), BigIntegerField()), filter=is_like), 0),
+        likes_room_total=Coalesce(Max(Cast(KT("event_data__room_total"), BigIntegerField()), filter=is_like), 0),
     )
+    report.likes = {"counted": span["likes_counted"], "room_total": span["likes_room_total"]}
     report.first_event, report.last_event = span["first"], span["last"]
     end = session.ended_at or (timezone.now() if session.status == LiveSession.Status.LIVE else span["last"])
     report.duration_seconds = max(0.0, ((end or session.started_at) - session.started_at).total_seconds())
@@ -102,22 +123,11 @@ def build(session: LiveSession) -> Report:
         .annotate(nickname=Max("user_nickname"), comments=Count("*"))
         .order_by("-comments", "user_unique_id")[:TOP]
     )
-    report.likes = events.filter(event_type="LikeEvent").aggregate(
-        counted=Coalesce(Sum(Cast(KT("event_data__count"), BigIntegerField())), 0),
-        room_total=Coalesce(Max(Cast(KT("event_data__room_total"), BigIntegerField())), 0),
-    )
     report.followers = people(events.filter(event_type="FollowEvent"))
     report.subscribers = people(events.filter(event_type="SubscribeEvent"))
 
-    items = QueueItem.objects.filter(live_event__session_id=session.pk)
-    report.services = service_outcomes(items)
-    report.reasons = list(
-        items.filter(status__in=[QueueItem.Status.FAILED, QueueItem.Status.DISCARDED])
-        .values("service__name", "status", "error")
-        .annotate(n=Count("*"))
-        .order_by("service__name", "status", "-n")
-    )
-    report.latency = latency(session.pk)
+    if span["first_id"] is not None:
+        report.services, report.reasons, report.latency = queue_items(session.pk, span["first_id"], span["last_id"])
     return report
 
 
@@ -155,54 +165,120 @@ def people(events) -> dict[str, Any]:
     return {"count": count, "listed": list(first)}
 
 
-def service_outcomes(items) -> list[dict[str, Any]]:
-    rows = items.values("service_id", "status").annotate(n=Count("*")).order_by()
-    by_service: dict[int, dict[str, int]] = {}
-    for row in rows:
-        by_service.setdefault(row["service_id"], {})[row["status"]] = row["n"]
-    names = dict(Service.objects.filter(pk__in=by_service).values_list("pk", "name"))
-    result = []
-    for service_id, counts in sorted(by_service.items(), key=lambda kv: names.get(kv[0], "")):
-        entry = {"service": names.get(service_id, f"#{service_id}"), "total": sum(counts.values())}
-        entry.update({status: counts.get(status, 0) for status in QueueItem.Status.values})
-        result.append(entry)
-    return result
-
-
-# Reaction latency: from the event's arrival in the capture (received_at) to the
-# service starting it and finishing it, for the completed items, per service and type.
-LATENCY_SQL = f"""
-SELECT s.name, q.event_type, count(*),
-       percentile_cont(ARRAY[0.5, 0.95, 0.99])
-           WITHIN GROUP (ORDER BY extract(epoch FROM q.finished_at - e.received_at)),
-       max(extract(epoch FROM q.finished_at - e.received_at)),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM q.started_at - e.received_at))
-FROM {QueueItem._meta.db_table} q
-JOIN {LiveEvent._meta.db_table} e ON e.id = q.live_event_id
-JOIN {Service._meta.db_table} s ON s.id = q.service_id
-WHERE e.session_id = %s AND q.status = %s AND q.finished_at IS NOT NULL AND q.started_at IS NOT NULL
-GROUP BY s.name, q.event_type
-ORDER BY s.name, q.event_type
+# The session's queue items in one pass (a hash join of its events with their items),
+# grouped once: per service, type, status and reason, and, for the completed ones, per
+# reaction-latency bin: the time from the event's arrival in the capture (received_at)
+# to the service finishing it. A histogram is hashing work where an exact percentile
+# would sort every item (twice as long on a million events); its bins are the millisecond
+# below 1 s and three significant digits above (e.g. 4.57 s), so a percentile read from
+# it is within 0.5 ms, or 0.5 %, of the exact one.
+QUEUE_ITEMS_SQL = f"""
+SELECT service_id, event_type, status, reason, done_bin, count(*)
+FROM (
+    SELECT q.service_id, q.event_type, q.status,
+           CASE WHEN q.status IN (%(failed)s, %(discarded)s) THEN q.error END AS reason,
+           CASE WHEN q.status <> %(completed)s OR q.finished_at IS NULL THEN NULL
+                WHEN d.ms < 1000 THEN round(d.ms)
+                ELSE round(d.ms / power(10, floor(log(d.ms)) - 2)) * power(10, floor(log(d.ms)) - 2)
+           END AS done_bin
+    FROM {QueueItem._meta.db_table} q
+    JOIN {LiveEvent._meta.db_table} e ON e.id = q.live_event_id
+    CROSS JOIN LATERAL (SELECT date_part('epoch', q.finished_at - e.received_at) * 1000 AS ms) d
+    WHERE e.session_id = %(session)s AND q.live_event_id BETWEEN %(first_id)s AND %(last_id)s
+) item
+GROUP BY service_id, event_type, status, reason, done_bin
 """  # noqa: S608 - table names come from the models
 
 
-def latency(session_id: int) -> list[dict[str, Any]]:
+def queue_items(
+    session_id: int, first_id: int, last_id: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(outcomes per service, failure and discard reasons, latency per service and type).
+
+    ``first_id``..``last_id``: the session's event ids, so the items are read through the
+    range of the unique (live_event_id, service_id) index, not the whole table of every
+    session's items.
+    """
+    Status = QueueItem.Status
+    params = {
+        "session": session_id,
+        "first_id": first_id,
+        "last_id": last_id,
+        "completed": Status.COMPLETED,
+        "failed": Status.FAILED,
+        "discarded": Status.DISCARDED,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(LATENCY_SQL, [session_id, QueueItem.Status.COMPLETED])
-        rows = cursor.fetchall()
-    return [
-        {
-            "service": name,
-            "event_type": event_type,
-            "n": n,
-            "p50": pct[0],
-            "p95": pct[1],
-            "p99": pct[2],
-            "max": float(worst),  # extract() gives numeric
-            "start_p50": start_p50,
-        }
-        for name, event_type, n, pct, worst, start_p50 in rows
+        # Hashing, not sorting: PostgreSQL cannot tell the bins are few and would sort
+        # every item to group them (60 % slower on a million events).
+        cursor.execute("SET LOCAL enable_sort = off")
+        try:
+            cursor.execute(QUEUE_ITEMS_SQL, params)
+            rows = cursor.fetchall()
+        finally:
+            cursor.execute("SET LOCAL enable_sort = on")
+    outcomes: dict[int, dict[str, int]] = {}
+    reasons: dict[tuple[int, str, str], int] = {}
+    done: dict[tuple[int, str], list[tuple[float, int]]] = {}
+    for service_id, event_type, status, reason, done_bin, n in rows:
+        counts = outcomes.setdefault(service_id, {})
+        counts[status] = counts.get(status, 0) + n
+        if reason is not None:
+            key = (service_id, status, reason)
+            reasons[key] = reasons.get(key, 0) + n
+        if done_bin is not None:
+            done.setdefault((service_id, event_type), []).append((float(done_bin) / 1000, n))
+    names = dict(Service.objects.filter(pk__in=outcomes).values_list("pk", "name"))
+
+    def name(service_id: int) -> str:
+        return names.get(service_id, f"#{service_id}")
+
+    services = []
+    for service_id, counts in sorted(outcomes.items(), key=lambda kv: name(kv[0])):
+        entry = {"service": name(service_id), "total": sum(counts.values())}
+        entry.update({status: counts.get(status, 0) for status in Status.values})
+        services.append(entry)
+    reason_rows = [
+        {"service__name": name(service_id), "status": status, "error": reason, "n": n}
+        for (service_id, status, reason), n in sorted(
+            reasons.items(), key=lambda kv: (name(kv[0][0]), kv[0][1], -kv[1], kv[0][2])
+        )
     ]
+    latency = []
+    for (service_id, event_type), histogram in sorted(done.items(), key=lambda kv: (name(kv[0][0]), kv[0][1])):
+        latency.append(
+            {
+                "service": name(service_id),
+                "event_type": event_type,
+                "n": sum(n for _, n in histogram),
+                "p50": percentile(histogram, 0.5),
+                "p95": percentile(histogram, 0.95),
+                "p99": percentile(histogram, 0.99),
+                "max": max(value for value, _ in histogram),
+            }
+        )
+    return services, reason_rows, latency
+
+
+def percentile(histogram: list[tuple[float, int]], fraction: float) -> float | None:
+    """PostgreSQL's percentile_cont (linear between the closest ranks) over a histogram's values."""
+    if not histogram:
+        return None
+    ordered = sorted(histogram)
+    total = sum(n for _, n in ordered)
+    rank = fraction * (total - 1)
+    low, high = int(rank), min(int(rank) + 1, total - 1)
+
+    def value_at(position: int) -> float:
+        seen = 0
+        for value, n in ordered:
+            seen += n
+            if position < seen:
+                return value
+        return ordered[-1][0]
+
+    below, above = value_at(low), value_at(high)
+    return below + (above - below) * (rank - low)
 
 
 def session_rows(sessions) -> list[dict[str, Any]]:
