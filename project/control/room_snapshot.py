@@ -73,7 +73,8 @@ def clear_caches() -> None:
 
 
 def current_session() -> LiveSession | None:
-    return LiveSession.objects.order_by("-started_at").first()
+    """The latest real live (the Test events page's sessions are not one)."""
+    return LiveSession.objects.filter(is_test=False).order_by("-started_at").first()
 
 
 def iso(value: datetime | None) -> str | None:
@@ -129,8 +130,9 @@ def event_rates(session: LiveSession | None, since: datetime) -> dict[str, dict[
 
 def _slow_part(session: LiveSession | None) -> dict:
     now = timezone.now()
-    since_live = session.started_at if session else now
     window = now - timedelta(seconds=WINDOW_SECONDS)
+    # Before any live, the last 5 minutes (test events, a backlog left from before).
+    since_live = session.started_at if session else window
     counts: dict[int, dict[str, int]] = {}
     for row in (
         QueueItem.objects.filter(

@@ -158,6 +158,20 @@ def test_states_of_the_live(admin_client_logged):
     assert room_snapshot.live_state(session, None, now)["state"] == "waiting"
 
 
+def test_test_event_sessions_are_not_the_current_live(admin_client_logged):
+    service = make_service("dinochrome")
+    live = make_session()
+    test_session = LiveSession.objects.create(
+        streamer="streamer", started_at=timezone.now(), status="ended", is_test=True
+    )
+    (event,) = make_events(test_session, ["GiftEvent"])
+    _item(service, event, Status.COMPLETED, started=timezone.now(), finished=timezone.now())
+    snap = admin_client_logged.get("/control/live/snapshot.json").json()
+    assert snap["live"]["session_id"] == live.pk and snap["live"]["state"] == "connected"
+    # Its reactions still show: they happened during this live.
+    assert [r["id"] for r in snap["reactions"]] == [QueueItem.objects.get().pk]
+
+
 def test_viewers_come_from_the_latest_room_user_event(admin_client_logged):
     make_service("dinochrome")
     session = make_session()
@@ -256,3 +270,23 @@ def test_streams_are_bounded_per_process(admin_client_logged, monkeypatch):
         assert response.status_code == 503 and response["Retry-After"] == "5"
     finally:
         room_views.SLOTS.give_back()
+
+
+def test_the_snapshot_is_a_few_queries_whatever_the_number_of_services(admin_client_logged):
+    _live_with_items()
+    room_snapshot.clear_caches()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as first:
+        room_snapshot.snapshot()
+    with CaptureQueriesContext(connection) as cached:
+        room_snapshot.snapshot()
+    for n in range(5):
+        make_service(f"more{n}")
+    room_snapshot.clear_caches()
+    with CaptureQueriesContext(connection) as more:
+        room_snapshot.snapshot()
+    assert len(first) == len(more) <= 12
+    # Within SLOW_SECONDS the outcomes, latencies and feeds come from the process's cache.
+    assert len(cached) <= 6
