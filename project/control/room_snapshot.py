@@ -32,7 +32,7 @@ from project.tiktok_events.models import LiveEvent, LiveSession
 Status = QueueItem.Status
 
 WINDOW_SECONDS = 300  # the rolling chart and the latency percentiles
-SLOW_SECONDS = 5.0
+SLOW_SECONDS = 2.0
 FAST_SECONDS = 1.0
 QUIET_AFTER_SECONDS = 30  # a live with no event for this long is shown as quiet
 REACTIONS = 50
@@ -314,9 +314,9 @@ def _service_card(
 ) -> dict:
     main = depths.get(queues.main_queue_name(service.slug))
     consumers = main.consumers if main else 0
-    if beats is not None:
-        up = bool(beats) or consumers > 0
-        consuming = any(b["consuming"] for b in beats) or consumers > 0
+    if beats:
+        # The heartbeats are at most 2 s old; the management API's consumer count lags ~5 s.
+        up, consuming = True, any(b["consuming"] for b in beats)
     else:
         up = consuming = consumers > 0
     if not up:

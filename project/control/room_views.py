@@ -69,7 +69,7 @@ def _json(data) -> str:
 @require_GET
 def room(request: HttpRequest) -> HttpResponse:
     data = room_snapshot.snapshot()
-    return render(request, "control/room.html", {"snap": data, "snap_json": data})
+    return render(request, "control/room.html", {"snap": data})
 
 
 @staff_member_required

@@ -150,7 +150,7 @@ def test_the_control_room_follows_a_live_and_pauses_dinochrome(browser, live_ser
                      timeout=20, what="DinoChrome's last item to finish")  # fmt: skip
             paused_at = timezone.now()
             overlays_before = QueueItem.objects.filter(service__slug="overlays", status=Status.COMPLETED).count()
-            time.sleep(3.0)
+            time.sleep(2.0)
             # No DinoChrome reaction while paused; Overlays goes on; a backlog builds up.
             assert not QueueItem.objects.filter(service=dino, started_at__gte=paused_at).exists()
             assert QueueItem.objects.filter(service__slug="overlays", status=Status.COMPLETED).count() > overlays_before
