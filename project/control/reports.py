@@ -1,11 +1,11 @@
 """The post-live report of a LiveSession, computed in PostgreSQL.
 
-Every figure is an aggregate (``values`` / ``annotate`` / one SQL statement for the
-percentiles): no event or queue item row is loaded into Python, so a session of a
-million events costs a few scans of its rows, not a million objects (the timing is in
-docs/control-reports.md). The session's events are found through LiveEvent's
-(session_id, event_type) index and its queue items through QueueItem's unique
-(live_event_id, service_id) one; no index was added for the reports.
+Every figure is an aggregate (``values`` / ``annotate``, and one SQL statement for the
+queue items and their latency histogram): no event or queue item row is loaded into
+Python, so a session of a million events costs a few scans of its rows, not a million
+objects (the timing is in docs/control-reports.md). The session's events are found
+through LiveEvent's (session_id, event_type) index and its queue items through
+QueueItem's unique (live_event_id, service_id) one; no index was added for the reports.
 """
 
 from __future__ import annotations
