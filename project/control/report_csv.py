@@ -73,10 +73,23 @@ class _Echo:
         return value
 
 
+# Cells a viewer writes (nickname, comment, gift name, an error quoting them): a
+# spreadsheet runs a cell that starts with one of these as a formula, so such a cell
+# gets a leading apostrophe (OWASP's advice against CSV injection).
+VIEWER_TEXT = {"user_unique_id", "user_nickname", "gift", "comment", "error", "moderation"}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _stream(header: list[str], rows: Iterable[tuple]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(header)
+    guarded = [i for i, name in enumerate(header) if name in VIEWER_TEXT]
     for row in rows:
+        if any(isinstance(row[i], str) and row[i].startswith(FORMULA_START) for i in guarded):
+            row = list(row)
+            for i in guarded:
+                if isinstance(row[i], str) and row[i].startswith(FORMULA_START):
+                    row[i] = "'" + row[i]
         yield writer.writerow(row)  # None is written as an empty cell
 
 

@@ -66,3 +66,23 @@ def test_the_exports_require_staff(client):
     for name in ("events.csv", "queue-items.csv"):
         response = client.get(f"/control/sessions/{session.pk}/{name}")
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_a_viewers_formula_is_not_run_by_a_spreadsheet(admin_client_logged):
+    session = simulated_session(8)
+    hostile = LiveEvent.objects.create(
+        session=session,
+        event_type="CommentEvent",
+        received_at=session.started_at,
+        user_unique_id="@evil",
+        user_nickname="+cmd|' /C calc'!A0",
+        event_data={"comment": '=HYPERLINK("http://example.com/steal","click")'},
+    )
+    rows = {int(r["id"]): r for r in read_csv(admin_client_logged.get(f"/control/sessions/{session.pk}/events.csv"))}
+    row = rows[hostile.pk]
+    assert row["comment"] == "'" + hostile.event_data["comment"]
+    assert row["user_nickname"] == "'" + hostile.user_nickname
+    assert row["user_unique_id"] == "'@evil"
+    assert json.loads(row["event_data"]) == hostile.event_data  # the JSON cell starts with '{': kept as it is
+    ordinary = next(r for r in rows.values() if r["event_type"] == "CommentEvent" and r["id"] != str(hostile.pk))
+    assert not ordinary["comment"].startswith("'")
