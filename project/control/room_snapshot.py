@@ -5,9 +5,10 @@ page's event stream, so it keeps to a few indexed queries and shares its slower
 parts between the pages of a process:
 
 - every second: the services, their pending items per priority and their
-  running items (``queueitem_service_status``), the broker's queue depths (one
-  management API call), the workers' heartbeats (one Redis round trip), and the
-  events of the last few seconds per type (``received_at``);
+  running items (``queueitem_service_status``), the broker's queue depths
+  (passive declares on one AMQP connection of the process), the workers'
+  heartbeats (one Redis round trip), and the events of the last few seconds
+  per type (``received_at``);
 - every ``SLOW_SECONDS``: this live's counts per service and status, the
   latency percentiles of the last 5 minutes, the feeds, the viewers — ranges of
   the ``created_at`` index of QueueItem, cached for every page of the process.
@@ -25,7 +26,17 @@ from django.db.models import Count
 from django.utils import timezone
 
 from project.queue_system import control, queues
-from project.queue_system.broker import BrokerError, Management
+from project.queue_system.broker import (
+    CONNECTION_ERRORS,
+    BrokerError,
+    Management,
+    QueueDepth,
+    abandon,
+    broker_url,
+    close_quietly,
+    open_connection,
+    passive_counts,
+)
 from project.queue_system.models import QueueItem, Service, ServiceEventConfig
 from project.tiktok_events.models import LiveEvent, LiveSession
 
@@ -250,14 +261,49 @@ def _last_event_at(session: LiveSession | None) -> datetime | None:
 # -- the fast part --------------------------------------------------------------------------------
 
 
-def _broker_depths() -> tuple[dict, str]:
+class _BrokerLink:
+    """One AMQP connection per web process for the queue depths: passive declares are exact and
+    immediate, where the management API's counts are refreshed every ~5 s."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection = None
+        self._url = ""
+
+    def counts(self, names: list[str]) -> dict[str, tuple[int, int] | None]:
+        with self._lock:
+            for attempt in (1, 2):
+                url = broker_url()
+                if self._connection is None or self._url != url:
+                    close_quietly(self._connection)
+                    self._connection, self._url = None, url
+                    self._connection = open_connection(url)
+                try:
+                    return passive_counts(self._connection, names)
+                except CONNECTION_ERRORS as exc:
+                    # Closed while idle (no page open) or the broker restarted: once more, afresh.
+                    abandon(self._connection)
+                    self._connection = None
+                    if attempt == 2:
+                        raise BrokerError(f"RabbitMQ: {exc}") from exc
+            return {}
+
+
+_link = _BrokerLink()
+
+
+def _broker_depths(names: list[str]) -> tuple[dict[str, QueueDepth], str]:
     def fetch():
         try:
-            return Management().queue_depths(prefix="svc."), ""
+            counts = _link.counts(names)
         except BrokerError as exc:
-            return {}, str(exc)[:200]
+            try:  # the management API still answers with its slightly older counts
+                return Management().queue_depths(prefix="svc."), ""
+            except BrokerError:
+                return {}, str(exc)[:200]
+        return {n: QueueDepth(n, c[0], 0, c[1]) for n, c in counts.items() if c is not None}, ""
 
-    return _depths.get("depths", fetch)
+    return _depths.get(tuple(names), fetch)
 
 
 def _heartbeats(slugs: list[str]) -> tuple[dict[str, list[dict]], str]:
@@ -357,7 +403,6 @@ def _service_card(
         "main_queue": {
             "name": queues.main_queue_name(service.slug),
             "ready": main.ready if main else None,
-            "unacked": main.unacked if main else None,
             "by_priority": [{"priority": p, "waiting": n} for p, n in sorted(pending.items(), reverse=True)],
         },
         "discardable": discardable,
@@ -382,7 +427,9 @@ def snapshot(*, rates_since: datetime | None = None) -> dict:
         .values_list("service_id", "event_type")
     ):
         types.setdefault(service_id, []).append(event_type)
-    depths, broker_error = _broker_depths()
+    names = [queues.main_queue_name(s.slug) for s in services]
+    names += [queues.discardable_queue_name(s.slug, t) for s in services for t in types.get(s.pk, [])]
+    depths, broker_error = _broker_depths(names)
     beats, redis_error = _heartbeats([s.slug for s in services])
     pending = _pending_by_priority(services)
     running = _running(services, now)

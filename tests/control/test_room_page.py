@@ -232,10 +232,19 @@ def test_purge_and_retry_through_the_existing_admin_actions(admin_client_logged,
     finally:
         dispatcher.close()
     assert QueueItem.objects.filter(service=service, discardable=True, status=Status.PENDING).count() == 3
+
+    def depths() -> dict[str, int | None]:
+        room_snapshot.clear_caches()
+        card = admin_client_logged.get("/control/live/snapshot.json").json()["services"][0]
+        return {d["event_type"]: d["ready"] for d in card["discardable"]} | {"main": card["main_queue"]["ready"]}
+
+    # Exact at once (passive declares), not the management API's counts of a few seconds ago.
+    assert depths() == {"CommentEvent": 3, "LikeEvent": 0, "main": 2}  # the gift and a drain ticket
     response = admin_client_logged.post("/control/services/dinochrome/purge/", follow=True)
     html = response.content.decode()
     assert "3 message(s) purged, 3 item(s) marked discarded" in html, html.split("control-messages")[1][:300]
     assert QueueItem.objects.filter(service=service, status=Status.DISCARDED).count() == 3
+    assert depths()["CommentEvent"] == 0
 
     gift = QueueItem.objects.get(service=service, event_type="GiftEvent")
     QueueItem.objects.filter(pk=gift.pk).update(status=Status.FAILED, error="boom", finished_at=timezone.now())
