@@ -52,6 +52,10 @@ class Report:
     latency: list[dict[str, Any]] = field(default_factory=list)
     capture: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def duration_text(self) -> str:
+        return human_duration(self.duration_seconds)
+
     def chart_data(self) -> dict[str, Any]:
         """What report.js draws (json_script on the page)."""
         return {
@@ -281,6 +285,16 @@ def percentile(histogram: list[tuple[float, int]], fraction: float) -> float | N
     return below + (above - below) * (rank - low)
 
 
+def human_duration(seconds: float) -> str:
+    """2 h 05 min, 25 min 30 s, 42 s."""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
 def session_rows(sessions) -> list[dict[str, Any]]:
     """The list page: each session with its event count (one grouped count over the index)."""
     sessions = list(sessions)
@@ -295,5 +309,6 @@ def session_rows(sessions) -> list[dict[str, Any]]:
     rows = []
     for s in sessions:
         end = s.ended_at or (now if s.status == LiveSession.Status.LIVE else s.started_at)
-        rows.append({"session": s, "events": counts.get(s.pk, 0), "duration": (end - s.started_at).total_seconds()})
+        duration = (end - s.started_at).total_seconds()
+        rows.append({"session": s, "events": counts.get(s.pk, 0), "duration": human_duration(duration)})
     return rows

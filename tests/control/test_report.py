@@ -194,6 +194,7 @@ def test_the_report_figures_match_the_database(admin_client_logged, django_asser
     assert report.total_events == want["total"] == 600
     assert {r["event_type"]: r["n"] for r in report.by_type} == want["by_type"]
     assert report.duration_seconds == MINUTES * 60 + 30
+    assert report.duration_text == "25 min 30 s"
     assert report.diamonds == want["diamonds"] > 1000
     top = want["diamonds_by_user"].most_common()
     assert [(g["user_unique_id"], g["diamonds"]) for g in report.top_gifters] == sorted(
@@ -252,6 +253,7 @@ def test_the_list_leaves_test_sessions_out_unless_asked(admin_client_logged):
     ids = [row["session"].pk for row in page.context["sessions"]]
     assert ids == [live.pk]
     assert page.context["sessions"][0]["events"] == LiveEvent.objects.filter(session=live).count()
+    assert page.context["sessions"][0]["duration"] == "25 min 30 s"
     ids = [row["session"].pk for row in admin_client_logged.get("/control/sessions/?show=test").context["sessions"]]
     assert ids == [test.pk]
     ids = {row["session"].pk for row in admin_client_logged.get("/control/sessions/?show=all").context["sessions"]}

@@ -23,6 +23,7 @@ from tests.support.recording_service import records
 from tests.support.waiting import wait_for
 from tests.support.worker_processes import running_workers
 
+WIDTH, HEIGHT = 1400, 1000
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # Painted (non-transparent) pixels of a canvas; 0 for a chart that drew nothing.
@@ -37,7 +38,7 @@ return painted;
 
 @pytest.fixture(scope="module")
 def browser():
-    browser = page_browser(1400, 1000)
+    browser = page_browser(WIDTH, HEIGHT)
     try:
         yield browser
     finally:
@@ -56,6 +57,17 @@ def driver(browser, live_server):
     cookie = settings.SESSION_COOKIE_NAME
     driver.add_cookie({"name": cookie, "value": client.cookies[cookie].value})
     return driver
+
+
+def full_page_screenshot(driver, name: str) -> None:
+    """The whole page, not only the viewport: the viewport is stretched to it for the shot."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    metrics = {"width": WIDTH, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": height})
+    try:
+        driver.save_screenshot(str(artifact(name)))
+    finally:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": HEIGHT})
 
 
 def text(driver, element_id: str) -> str:
@@ -95,7 +107,7 @@ def test_the_report_of_a_finished_session_shows_the_database_totals_and_draws_it
     assert timeline_pixels > 2000 and types_pixels > 2000, (timeline_pixels, types_pixels)
     labels = driver.execute_script("return window.reportCharts.timeline.data.datasets.map(d => d.label)")
     assert sorted(labels) == sorted(want["by_type"])
-    driver.save_screenshot(str(artifact("control-report.png")))
+    full_page_screenshot(driver, "control-report.png")
 
 
 def test_a_test_gift_from_the_form_reaches_the_service(driver, live_server, vhost):
@@ -119,4 +131,4 @@ def test_a_test_gift_from_the_form_reaches_the_service(driver, live_server, vhos
     assert [r["event"] for r in records(key) if r["phase"] == "end" and r["ok"]] == [gift.pk]
     driver.get(f"{live_server.url}/control/test-events/")
     wait_for(lambda: "Recorder: completed" in driver.page_source, what="the service's outcome on the page")
-    driver.save_screenshot(str(artifact("control-test-events.png")))
+    full_page_screenshot(driver, "control-test-events.png")
