@@ -112,11 +112,15 @@ class ControlWatch(threading.Thread):
             pass
 
     def run(self) -> None:
+        failing = False
         while not self._stop_event.is_set():
             try:
                 self.check()
+                failing = False
             except Exception as exc:
-                logger.warning("control watch failed", extra={"error": str(exc)[:200]})
+                if not failing:  # once per outage, not every 2 s
+                    logger.warning("control watch failed", extra={"error": str(exc)[:200]})
+                failing = True
                 self._client = None
             self._stop_event.wait(self.interval)
 
@@ -148,17 +152,21 @@ class SkipListener(threading.Thread):
 
     def run(self) -> None:
         channels = {control.skip_channel(slug): slug for slug in self.slugs}
+        failing = False
         while not self._stop_event.is_set():
             try:
                 client = control.redis_client()
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(*channels)
+                failing = False
                 while not self._stop_event.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self.skip(channels.get(message["channel"].decode(), ""))
             except Exception as exc:  # Redis away: listen again once it is back
-                logger.warning("skip listener lost Redis", extra={"error": str(exc)[:200]})
+                if not failing:
+                    logger.warning("skip listener lost Redis", extra={"error": str(exc)[:200]})
+                failing = True
                 self._stop_event.wait(2.0)
 
     def skip(self, slug: str) -> None:

@@ -299,3 +299,23 @@ def test_the_snapshot_is_a_few_queries_whatever_the_number_of_services(admin_cli
     assert len(first) == len(more) <= 12
     # Within SLOW_SECONDS the outcomes, latencies and feeds come from the process's cache.
     assert len(cached) <= 6
+
+
+def test_the_seeded_services_each_get_a_card(admin_client_logged, seeded, vhost):
+    response = admin_client_logged.get("/control/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    slugs = list(Service.objects.values_list("slug", flat=True))
+    assert len(slugs) >= 4
+    for slug in slugs:
+        assert f'data-slug="{slug}"' in html
+
+
+def test_viewer_text_is_escaped_on_the_page(admin_client_logged):
+    service = make_service("dinochrome")
+    (event,) = make_events(make_session(), ["GiftEvent"])
+    LiveEvent.objects.filter(pk=event.pk).update(user_nickname="<img src=x onerror=alert(1)>")
+    _item(service, event, Status.FAILED, started=timezone.now(), finished=timezone.now(), error="<script>x</script>")
+    html = admin_client_logged.get("/control/").content.decode()
+    assert "<img src=x" not in html and "<script>x</script>" not in html
+    assert "&lt;script&gt;x&lt;/script&gt;" in html
