@@ -23,6 +23,7 @@ hash per service, which the control room reads to tell up, paused and down.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -58,8 +59,12 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
+@functools.lru_cache(maxsize=256)
 def can_skip(service_class: str) -> bool:
-    """True when the class overrides ``cancel_current`` (an unloadable class cannot)."""
+    """True when the class overrides ``cancel_current`` (an unloadable class cannot).
+
+    Cached: the control room asks every second, and a module that fails to import is not
+    cached by Python itself."""
     from project.queue_system.service_loader import load_service_class
 
     try:
