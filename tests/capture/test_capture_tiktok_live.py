@@ -134,6 +134,8 @@ def test_it_reconnects_into_the_same_session_without_storing_twice(vhost, seeded
     assert run.events().filter(event_type="LiveEndEvent").count() == 1
     # One reconnect after the dropped socket, one after the watchdog found it silent.
     assert run.summary["reconnects"] >= 2
+    # ... and the session keeps the count for its report.
+    assert LiveSession.objects.get(pk=run.session_id).reconnects == run.summary["reconnects"]
     assert "socket silent; reconnecting" in run.output
     # The simulator replayed recent messages on reconnect: they were recognised, not stored again.
     assert run.summary["duplicates_skipped"] > 1
@@ -207,6 +209,9 @@ def test_it_says_when_it_falls_behind_the_live_and_when_it_catches_up(vhost, see
     assert "The capture is 6." in lines[behind[0]] or "The capture is 5.9" in lines[behind[0]], lines[behind[0]]
     assert run.summary["behind_warnings"] == 1
     assert 5_500 <= run.summary["behind_max_ms"] < 9_000, run.summary
+    assert LiveSession.objects.get(pk=run.session_id).behind_max_seconds == pytest.approx(
+        run.summary["behind_max_ms"] / 1000, abs=0.002
+    )
 
 
 def test_a_streak_closed_by_its_timeout_is_not_taken_for_lag(vhost, seeded):

@@ -369,8 +369,15 @@ class CaptureRunner:
             )
             self.output.warning(f"{kept} events could not be stored; they are kept on disk for the next capture.")
         if self.session is not None:
-            await self._in_writer(store.end_session, self.session.pk, status, reason)
             stats = self.pipeline.stats
+            await self._in_writer(
+                store.end_session,
+                self.session.pk,
+                status,
+                reason,
+                reconnects=self.reconnects,
+                behind_max_seconds=round(stats.behind.max_ms / 1000, 3),
+            )
             self.output.finished(self.session.pk, stats.total_stored, reason, stats.likes_room_total)
         if self._leftovers is not None:
             try:
@@ -391,12 +398,12 @@ class CaptureRunner:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    async def _in_writer(self, fn, *args):
+    async def _in_writer(self, fn, *args, **kwargs):
         # Session rows survive a PostgreSQL restart like the batches do: a new connection, again.
         return await asyncio.get_running_loop().run_in_executor(
             self.writer,
             functools.partial(
-                retry_database, functools.partial(fn, *args), fn.__name__, give_up_after=SESSION_RETRY_SECONDS
+                retry_database, functools.partial(fn, *args, **kwargs), fn.__name__, give_up_after=SESSION_RETRY_SECONDS
             ),
         )
 

@@ -35,8 +35,17 @@ def update_room(session_id: int, room_id: str) -> None:
     LiveSession.objects.filter(pk=session_id).update(room_id=room_id)
 
 
-def end_session(session_id: int, status: str, reason: str) -> None:
-    LiveSession.objects.filter(pk=session_id).update(status=status, ended_at=timezone.now(), end_reason=reason[:255])
+def end_session(
+    session_id: int, status: str, reason: str, *, reconnects: int | None = None, behind_max_seconds: float | None = None
+) -> None:
+    """Close the session, with what its report shows of the connection: reconnects and the worst lag."""
+    LiveSession.objects.filter(pk=session_id).update(
+        status=status,
+        ended_at=timezone.now(),
+        end_reason=reason[:255],
+        reconnects=reconnects,
+        behind_max_seconds=behind_max_seconds,
+    )
 
 
 def session_counts(session_id: int) -> dict[str, int]:
