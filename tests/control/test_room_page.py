@@ -207,7 +207,7 @@ def test_pause_and_resume_persist_the_flag_and_the_card_says_paused(admin_client
     assert response.status_code == 200
     assert Service.objects.get(slug="dinochrome").paused is True
     html = response.content.decode()
-    assert "dinochrome paused" in html.lower() or "Dinochrome paused" in html
+    assert "Dinochrome paused: its worker takes no new message" in html
     snap = admin_client_logged.get("/control/live/snapshot.json").json()
     card = snap["services"][0]
     # No worker: it is down, but paused is shown on the card (the Resume button).

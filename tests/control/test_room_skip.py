@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from project.control import room_snapshot
+from project.queue_system import control
 from project.queue_system.models import QueueItem
 from tests.support.queueing import dispatch_in_batches, make_events, make_service, make_session
 from tests.support.recording_service import records
@@ -41,9 +42,15 @@ def test_skip_ends_the_running_item(vhost, admin_client_logged, mode):
         card = admin_client_logged.get("/control/live/snapshot.json").json()["services"][0]
         assert card["can_skip"] and card["busy"] == 1 and card["running"][0]["id"] == item.pk
 
+        # The process holding the service object listens (its listener thread subscribes as it starts).
+        client = control.redis_client()
+        channel = control.skip_channel("skipper")
+        wait_for(lambda: client.pubsub_numsub(channel)[0][1] >= 1, timeout=10, what="the skip listener")
+        client.close()
         asked = time.monotonic()
         response = admin_client_logged.post("/control/services/skipper/skip/", follow=True)
-        assert "asked to skip the item it is running" in response.content.decode()
+        html = response.content.decode()
+        assert "asked to skip the item it is running" in html, html.split("control-messages")[1][:300]
         wait_for(lambda: QueueItem.objects.get(pk=item.pk).status == Status.COMPLETED, timeout=15, what="the skip")
         assert time.monotonic() - asked < 15  # far from its 60 s hold
         assert [r["item"] for r in records(key) if r["phase"] == "skipped"] == [item.pk]
