@@ -88,6 +88,12 @@ def current_session() -> LiveSession | None:
     return LiveSession.objects.filter(is_test=False).order_by("-started_at").first()
 
 
+def live_since(session: LiveSession | None, now: datetime) -> datetime:
+    """Where "this live" starts for the counts, the feeds and the retry action: the live's start,
+    or before any live the last 5 minutes (test events, a backlog left from before)."""
+    return session.started_at if session else now - timedelta(seconds=WINDOW_SECONDS)
+
+
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -142,8 +148,7 @@ def event_rates(session: LiveSession | None, since: datetime) -> dict[str, dict[
 def _slow_part(session: LiveSession | None) -> dict:
     now = timezone.now()
     window = now - timedelta(seconds=WINDOW_SECONDS)
-    # Before any live, the last 5 minutes (test events, a backlog left from before).
-    since_live = session.started_at if session else window
+    since_live = live_since(session, now)
     counts: dict[int, dict[str, int]] = {}
     for row in (
         QueueItem.objects.filter(

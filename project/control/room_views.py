@@ -197,11 +197,9 @@ def purge(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def retry(request: HttpRequest, slug: str) -> HttpResponse:
     service = get_object_or_404(Service, slug=slug)
-    session = room_snapshot.current_session()
-    items = QueueItem.objects.filter(service=service)
-    if session is not None:
-        items = items.filter(live_event__session=session)
-    result = retry_failed(items)
+    # The failures the page lists: since this live started (test events during it included).
+    since = room_snapshot.live_since(room_snapshot.current_session(), timezone.now())
+    result = retry_failed(QueueItem.objects.filter(service=service, created_at__gte=since))
     if result.error:
         messages.error(request, f"{service.name}: {result.reset} failed item(s) reset; publishing: {result.error}")
     else:

@@ -248,10 +248,15 @@ def test_purge_and_retry_through_the_existing_admin_actions(admin_client_logged,
 
     gift = QueueItem.objects.get(service=service, event_type="GiftEvent")
     QueueItem.objects.filter(pk=gift.pk).update(status=Status.FAILED, error="boom", finished_at=timezone.now())
+    # A failure from before this live is not the page's to retry.
+    (old_event,) = make_events(session, ["FollowEvent"])
+    old = _item(service, old_event, Status.FAILED, priority=8, error="old")
+    QueueItem.objects.filter(pk=old.pk).update(created_at=session.started_at - timedelta(hours=1))
     response = admin_client_logged.post("/control/services/dinochrome/retry/", follow=True)
     assert "1 failed item(s) queued again" in response.content.decode()
     gift.refresh_from_db()
     assert gift.status == Status.PENDING and gift.error == "" and gift.dispatched_at is not None
+    assert QueueItem.objects.get(pk=old.pk).status == Status.FAILED
 
 
 def test_the_stream_sends_snapshots(admin_client_logged, vhost, monkeypatch):
