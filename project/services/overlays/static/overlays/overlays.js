@@ -180,5 +180,20 @@
     lastId: () => lastId,
   });
 
+  // Leaving the page (a reload, OBS hiding the source) ends the stream at once: a page kept
+  // in the back-forward cache would otherwise hold a server thread and a stream slot.
+  // Coming back reconnects with lastId, so the cards published meanwhile still show.
+  window.addEventListener("pagehide", () => {
+    clearTimeout(watchdog);
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    connected = false;
+    if (source) source.close();
+    source = null;
+  });
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) connect();
+  });
+
   connect();
 })();
