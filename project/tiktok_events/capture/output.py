@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from project.tiktok_events.capture.normalize import CapturedEvent, is_news
+if TYPE_CHECKING:
+    # normalize imports TikTokLive's protobufs (about 2 s): the capture command starts the
+    # simulator before it needs them, so both load at once.
+    from project.tiktok_events.capture.normalize import CapturedEvent
 
 
 def event_line(event: CapturedEvent) -> str | None:
@@ -14,6 +17,8 @@ def event_line(event: CapturedEvent) -> str | None:
     None for what is not news: TikTok's history (sent again on connect) and a
     subscription already announced another way.
     """
+    from project.tiktok_events.capture.normalize import is_news
+
     if not is_news(event):
         return None
     who = event.user_nickname or event.user_unique_id or "?"

@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
@@ -112,20 +112,53 @@ def _close_worker() -> None:
     connection.close()
 
 
+def _process_executor() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+    )
+
+
+_prestarted: tuple[ProcessPoolExecutor, Future] | None = None
+
+
+def prestart() -> None:
+    """Start a writer process and its warm-up now, while the caller does other slow work (the
+    capture command, while the simulator boots: each of the three loads for seconds, on two
+    cores). The next ``BatchWriter`` with a separate process takes it over."""
+    global _prestarted
+    if _prestarted is None:
+        executor = _process_executor()
+        _prestarted = (executor, executor.submit(_warm_up))
+
+
+def discard_prestarted() -> None:
+    """Stop a prestarted writer nobody took over (the run ended before it began)."""
+    global _prestarted
+    if _prestarted is not None:
+        (executor, _warming), _prestarted = _prestarted, None
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
 class BatchWriter:
     def __init__(self, *, separate_process: bool = True) -> None:
+        global _prestarted
         self.separate_process = separate_process
-        self._executor: Executor = self._new_executor()
+        self._warming: Future | None = None
+        if separate_process and _prestarted is not None:
+            (self._executor, self._warming), _prestarted = _prestarted, None
+        else:
+            self._executor: Executor = self._new_executor()
 
     def _new_executor(self) -> Executor:
         if self.separate_process:
-            return ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
-            )
+            return _process_executor()
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-batches")
 
     async def start(self) -> None:
         """Start the writer (process, Django, database connection) before the first events arrive."""
+        if self._warming is not None:
+            await asyncio.wrap_future(self._warming)
+            return
         await asyncio.get_running_loop().run_in_executor(self._executor, _warm_up)
 
     async def write(self, batch: WriteBatch) -> WriteResult:

@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
+import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -129,6 +132,15 @@ def build_runner(options: dict, endpoints: TikTokEndpoints, username: str, acces
         raise CommandError(f"❌ Cannot write the recording {options['record']}: {exc.strerror or exc}") from exc
 
 
+def _while_the_simulator_starts() -> None:
+    """The writer process (Django, the database, the broker) and TikTokLive's protobufs load for
+    seconds each, like the simulator: all three at once."""
+    from project.tiktok_events.capture import writer
+
+    writer.prestart()
+    importlib.import_module(RUNNER)
+
+
 @contextlib.contextmanager
 def endpoints_for(options: dict, output: CaptureOutput):
     if not options["simulate"]:
@@ -137,13 +149,26 @@ def endpoints_for(options: dict, output: CaptureOutput):
     extra = [arg for item in options["simulator_arg"] for arg in item.split("=", 1)] if options["simulator_arg"] else []
     output.line(f"🧪 Simulated TikTok LIVE: scenario {options['simulate']}")
     try:
-        with simulated_tiktok(options["simulate"], extra, while_starting=lambda: importlib.import_module(RUNNER)) as (
+        with simulated_tiktok(options["simulate"], extra, while_starting=_while_the_simulator_starts) as (
             endpoints,
             _ready,
         ):
             yield endpoints
     except SimulatorError as exc:
         raise CommandError(f"Could not start the TikTok simulator: {exc}") from exc
+
+
+def quick_exit(code: int | str | None) -> NoReturn:
+    """``sys.exit(code)`` without the interpreter's teardown: logs and output are flushed, then
+    the process ends. A writer process still running (the run stopped before it began) sees
+    its parent gone and leaves too."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 def write_summary(path: str, result: CaptureResult, extra: dict | None = None) -> None:
@@ -167,6 +192,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         add_capture_arguments(parser)
         parser.add_argument("--quiet", action="store_true", help="no line per event, only status lines")
+
+    def run_from_argv(self, argv):
+        """As Django runs a command, then out without tearing the interpreter down: freeing
+        TikTokLive's thousands of protobuf classes took 1.4 s of every run, and by then the
+        capture has closed its session, its writer and its connections."""
+        from project.tiktok_events.capture import writer
+
+        try:
+            super().run_from_argv(argv)
+        except SystemExit as exc:
+            writer.discard_prestarted()
+            quick_exit(exc.code)
+        quick_exit(0)
 
     def handle(self, *args, **options):
         username = resolve_username(options["username"], options["simulate"])
