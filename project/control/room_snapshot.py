@@ -108,13 +108,15 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
 
 
 def live_state(session: LiveSession | None, last_event_at: datetime | None, now: datetime) -> dict:
-    """connected / waiting / quiet / ended / failed, with the reason, from the session row."""
+    """connected / waiting / reconnecting / quiet / ended / failed, with the reason, from the session row."""
     if session is None:
         return {"state": "none", "label": "no live yet", "reason": "the capture has not connected to a live"}
     if session.status == LiveSession.Status.CONNECTING:
         return {"state": "waiting", "label": "waiting", "reason": "connecting to TikTok"}
     if session.status in (LiveSession.Status.ENDED, LiveSession.Status.FAILED):
         return {"state": session.status, "label": session.status, "reason": session.end_reason or ""}
+    if session.connection_note:
+        return {"state": "reconnecting", "label": "reconnecting", "reason": session.connection_note}
     quiet = (now - (last_event_at or session.started_at)).total_seconds()
     if quiet >= QUIET_AFTER_SECONDS:
         return {

@@ -42,6 +42,9 @@ class LiveSession(BaseModel):
     behind_max_seconds = models.FloatField(
         null=True, blank=True, help_text="How far the capture fell behind the live at worst (s)."
     )
+    # While the capture has lost the socket of a live session: why, and when it tries again
+    # (the control room shows it); empty while connected.
+    connection_note = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         ordering = ["-started_at"]

@@ -143,6 +143,28 @@ def test_it_reconnects_into_the_same_session_without_storing_twice(vhost, seeded
     assert_every_event_confirmed(run)
 
 
+def test_while_it_reconnects_the_session_says_why_and_clears_it_once_back(vhost, seeded):
+    """What the control room shows as "reconnecting" and its reason, from the session row."""
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "capture_tiktok_live", "--simulate", "disconnect", "--silence-timeout", "3"],
+        cwd=ROOT,
+        env=subprocess_env(vhost, TTE_CAPTURE_DROP_BACKOFF_SECONDS="2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        notes = LiveSession.objects.exclude(connection_note="").values_list("connection_note", flat=True)
+        note = wait_for(lambda: notes.first(), timeout=90, interval=0.05, what="a connection note")
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert re.fullmatch(r"connection lost \(.+\); reconnect attempt \d+ in [12] s", note), note
+    assert LiveSession.objects.get().connection_note == ""
+
+
 def test_it_cleans_weird_names_and_keeps_the_raw_ones(vhost, seeded):
     run = run_capture(vhost, "weird-names")
     assert run.returncode == 0, run.output

@@ -148,6 +148,13 @@ def test_states_of_the_live(admin_client_logged):
     assert room_snapshot.live_state(session, now, now)["state"] == "connected"
     quiet = room_snapshot.live_state(session, now - timedelta(seconds=45), now)
     assert quiet["state"] == "quiet" and "45 s" in quiet["reason"]
+    session.connection_note = "connection lost (socket closed); reconnect attempt 2 in 4 s"
+    assert room_snapshot.live_state(session, now, now) == {
+        "state": "reconnecting",
+        "label": "reconnecting",
+        "reason": "connection lost (socket closed); reconnect attempt 2 in 4 s",
+    }
+    session.connection_note = ""
     session.status, session.end_reason = "ended", "the LIVE ended"
     assert room_snapshot.live_state(session, now, now) == {
         "state": "ended",

@@ -77,6 +77,11 @@ class CaptureResult:
     stats: dict[str, Any]
 
 
+def _log_failed_note(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not note the connection state", extra={"error": str(future.exception())[:200]})
+
+
 class CaptureRunner:
     def __init__(self, options: CaptureOptions, output: CaptureOutput) -> None:
         self.options = options
@@ -254,6 +259,7 @@ class CaptureRunner:
         else:
             self.reconnects += 1
             self.output.reconnected(self.options.username, room_id)
+            self._note_connection("")
             if self.session and room_id != self.session.room_id:
                 await self._in_writer(store.update_room, self.session.pk, room_id)
 
@@ -297,6 +303,7 @@ class CaptureRunner:
             # Reconnect into the same session; offline past the grace period means the live is over.
             delay = backoff_delay(attempt, policy.drop_base, policy.drop_max)
             self.output.reconnecting(outcome, delay, attempt + 1)
+            self._note_connection(f"connection lost ({outcome}); reconnect attempt {attempt + 1} in {delay:.0f} s")
             await self._sleep(delay)
             try:
                 connected = await self._connect(first=False)
@@ -390,6 +397,14 @@ class CaptureRunner:
             self.output.line(f"⏺️  Recorded {self.recorder.frames} frames to {self.recorder.path}")
         await self._in_writer(_close_database_connection)
         self.writer.shutdown(wait=True)
+
+    def _note_connection(self, note: str) -> None:
+        """The session row says why the capture is away (for the control room). Not awaited: a
+        reconnect never waits for PostgreSQL; the session thread keeps the notes in order."""
+        if self.session is None:
+            return
+        future = asyncio.ensure_future(self._in_writer(store.note_connection, self.session.pk, note))
+        future.add_done_callback(_log_failed_note)
 
     def _on_frame(self, data: bytes, arrival: float) -> None:
         self._first_frame.set()

@@ -35,6 +35,11 @@ def update_room(session_id: int, room_id: str) -> None:
     LiveSession.objects.filter(pk=session_id).update(room_id=room_id)
 
 
+def note_connection(session_id: int, note: str) -> None:
+    """Why the capture is not connected right now ("" once it is again)."""
+    LiveSession.objects.filter(pk=session_id).update(connection_note=note[:255])
+
+
 def end_session(
     session_id: int, status: str, reason: str, *, reconnects: int | None = None, behind_max_seconds: float | None = None
 ) -> None:
@@ -43,6 +48,7 @@ def end_session(
         status=status,
         ended_at=timezone.now(),
         end_reason=reason[:255],
+        connection_note="",
         reconnects=reconnects,
         behind_max_seconds=behind_max_seconds,
     )
