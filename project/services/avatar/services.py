@@ -97,12 +97,20 @@ class AvatarService(BaseQueueService):
             if exc.retryable:
                 raise TransientError(str(exc), retry_after=15) from None
             raise
+        if not session_id:
+            self.logger.info("skipped from the control room", extra={"service": "avatar", "event_id": live_event.pk})
+            return True
         self.logger.info(
             "avatar said %s",
             live_event.event_type,
             extra={"service": "avatar", "event_id": live_event.pk, "session_id": session_id},
         )
         return True
+
+    def cancel_current(self) -> None:
+        """The control room's skip: the avatar stops saying what it says now and the item completes."""
+        if self.speaker is not None:
+            self.speaker.skip()
 
     def on_timeout(self, live_event: LiveEvent, queue_item: QueueItem) -> None:
         """Release the HeyGen session the overdue item was speaking through.

@@ -59,6 +59,9 @@ class AvatarSpeaker:
         self.registry = registry or SessionRegistry(ttl=int(self.idle_seconds) + 30)
         self.items = items or ItemSessions()
         self.own: StreamingSession | None = None
+        # The speech being said now (on the speaker's loop), for skip().
+        self._current: asyncio.Task | None = None
+        self._speaking_now: list[str] = []
         self._last_spoke = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.new_event_loop()
@@ -89,9 +92,18 @@ class AvatarSpeaker:
         future = asyncio.run_coroutine_threadsafe(self._speak_by(text, deadline, item_key), self._loop)
         try:
             return future.result(timeout=seconds + CLEANUP_SECONDS)
+        except concurrent.futures.CancelledError:
+            return ""  # skipped from the control room (skip())
         except concurrent.futures.TimeoutError:
             future.cancel()  # the loop is stuck somewhere the deadline could not reach: give up on it
             raise HeyGenError("streaming.task", f"no answer within {seconds:.0f} s (the item's time budget)") from None
+
+    def skip(self) -> bool:
+        """Cut the speech being said short (the control room's skip): HeyGen interrupts the avatar
+        and the waiting ``speak`` returns "". False when nothing was being said."""
+        if not self._thread.is_alive():
+            return False
+        return self._run_coro(self._skip(), timeout=CALL_TIMEOUT)
 
     def close(self) -> None:
         """Stop the session this speaker opened (if any) and its loop."""
@@ -107,8 +119,19 @@ class AvatarSpeaker:
 
     # --- on the speaker's loop -----------------------------------------------------------
 
+    async def _skip(self) -> bool:
+        task, speaking = self._current, self._speaking_now
+        if task is None or task.done():
+            return False
+        if speaking:
+            with contextlib.suppress(HeyGenError):
+                await self._heygen.interrupt(speaking[-1], timeout=CLEANUP_SECONDS / 2)
+        task.cancel()
+        return True
+
     async def _speak_by(self, text: str, deadline: float, item_key: str | None) -> str:
         speaking: list[str] = []  # the session the task went to, if it was sent
+        self._current, self._speaking_now = asyncio.current_task(), speaking
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 return await self._speak(text, deadline, item_key, speaking)
@@ -121,6 +144,7 @@ class AvatarSpeaker:
                 "streaming.task", "the avatar had not finished speaking when the item's time budget ran out"
             ) from None
         finally:
+            self._current = None
             if item_key is not None:
                 # The handler returns by itself: on_timeout has nothing to clean up for this item.
                 await self._items("forget", item_key)

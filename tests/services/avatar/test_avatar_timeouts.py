@@ -82,6 +82,30 @@ def test_a_speech_longer_than_the_budget_ends_the_handler_before_the_budget(heyg
 
 
 @pytest.mark.django_db
+def test_a_skip_from_the_control_room_interrupts_the_speech_and_the_item_completes(heygen_env):
+    item = avatar_item(budget=60)
+    avatar = AvatarService(item.service)
+    avatar.on_start()
+    heygen_env.delay("streaming.task", 120)  # the avatar would talk for two minutes
+    try:
+        outcome: list[bool] = []
+        handler = threading.Thread(target=lambda: outcome.append(avatar.process_event(item.live_event, item)))
+        started = time.monotonic()
+        handler.start()
+        wait_for(lambda: any(name == "streaming.task" for name, _ in heygen_env.calls), timeout=30, what="the speech")
+        avatar.cancel_current()
+        handler.join(timeout=20)
+        assert not handler.is_alive() and outcome == [True]
+        assert time.monotonic() - started < 20
+        [session] = heygen_env.live_sessions()
+        assert heygen_env.interrupts == [session.session_id]
+        assert not item_record_exists(item)
+        assert avatar.speaker.skip() is False  # nothing is being said any more
+    finally:
+        avatar.on_stop()
+
+
+@pytest.mark.django_db
 def test_a_said_item_leaves_no_session_record(heygen_env):
     item = avatar_item()
     avatar = AvatarService(item.service)
