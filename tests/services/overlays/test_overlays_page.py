@@ -138,3 +138,27 @@ def test_it_shows_what_users_type_as_text_never_as_html(overlay):
     assert card.find_element("css selector", ".name").get_attribute("textContent") == hostile
     assert card.find_elements("css selector", ".body img") == []
     assert overlay.execute_script("return window.pwned === undefined")
+
+
+def test_a_page_left_for_another_gives_its_stream_back_and_catches_up_when_the_streamer_comes_back(
+    browser, live_server, overlay_stream, settings
+):
+    """Chromium keeps a page left for another in its back-forward cache: with its stream open it
+    would hold one of the process's few stream slots (OVERLAYS_MAX_STREAMS)."""
+    from project.services.overlays.access import SLOTS
+
+    settings.OVERLAYS_SSE_HEARTBEAT = 2
+    driver = browser.driver
+    driver.get(f"{live_server.url}/overlays/")
+    wait_for(lambda: driver.execute_script("return window.overlays && window.overlays.connected()"), what="SSE")
+    driver.execute_script("window.keptPage = true")
+    wait_for(lambda: SLOTS.open == 1, what="the page's stream slot")
+    driver.get(f"{live_server.url}/admin/login/")
+    wait_for(lambda: SLOTS.open == 0, timeout=10, what="the slot given back after leaving")
+    publish_card({"id": "while-away", "type": "gift", "nickname": "A", "text": "x", "duration_ms": 60000})
+    driver.back()
+    wait_for(lambda: driver.execute_script("return window.overlays && window.overlays.connected()"), what="SSE again")
+    assert driver.execute_script("return window.keptPage") is True, "the page did not come from the cache"
+    wait_for(lambda: "while-away" in visible(driver), timeout=5, what="the card published while away")
+    assert SLOTS.open == 1
+    driver.get("about:blank")
