@@ -11,7 +11,6 @@ answered with a redirect back to the page and a message.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,7 +18,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -30,6 +29,7 @@ from project.queue_system import control
 from project.queue_system.admin_actions import purge_discardable, retry_failed
 from project.queue_system.broker import BrokerError
 from project.queue_system.models import QueueItem, Service
+from project.streams import StreamSlots, event_stream
 
 TICK_SECONDS = 1.0
 RATE_OVERLAP_SECONDS = 3  # each tick resends the last few seconds: late rows land in them
@@ -37,28 +37,11 @@ STREAM_SECONDS = 300
 RETRY_MS = 2000
 
 
-class _Slots:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.open = 0
-
-    def take(self) -> bool:
-        with self._lock:
-            if self.open >= max_streams():
-                return False
-            self.open += 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self.open = max(0, self.open - 1)
-
-
-SLOTS = _Slots()
-
-
 def max_streams() -> int:
     return env_int("CONTROL_MAX_STREAMS", 8, minimum=1)
+
+
+SLOTS = StreamSlots(max_streams)
 
 
 def _json(data) -> str:
@@ -81,18 +64,8 @@ def room_snapshot_json(request: HttpRequest) -> JsonResponse:
 @staff_member_required
 @require_GET
 def room_stream(request: HttpRequest) -> HttpResponse:
-    if not SLOTS.take():
-        response = HttpResponse(
-            f"This server already serves {max_streams()} control room streams (CONTROL_MAX_STREAMS).",
-            status=503,
-            content_type="text/plain; charset=utf-8",
-        )
-        response["Retry-After"] = "5"
-        return response
-    response = StreamingHttpResponse(_HeldStream(_events()), content_type="text/event-stream; charset=utf-8")
-    response["Cache-Control"] = "no-cache, no-store"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    full = f"This server already serves {max_streams()} control room streams (CONTROL_MAX_STREAMS)."
+    return event_stream(_events(), SLOTS, full=full, retry_after=5)
 
 
 def _events() -> Iterator[str]:
@@ -111,26 +84,6 @@ def _events() -> Iterator[str]:
                 connection.close()  # the next tick connects afresh
             yield f"event: problem\ndata: {_json({'error': f'{type(exc).__name__}: {str(exc)[:200]}'})}\n\n"
         time.sleep(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
-
-
-class _HeldStream:
-    """Holds one stream slot until the server closes the response (read or not)."""
-
-    def __init__(self, events: Iterator[str]) -> None:
-        self._events = events
-        self._held = True
-
-    def __iter__(self) -> Iterator[str]:
-        try:
-            yield from self._events
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._held:
-            self._held = False
-            SLOTS.give_back()
-            self._events.close()
 
 
 # -- actions --------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from django.core.signals import request_finished
+from django.db import close_old_connections
+
 from tests.support.processes import stop
 from tests.support.servers import subprocess_env
 
@@ -45,3 +48,20 @@ def parse_sse(message: str) -> dict:
     if "data" in fields:
         fields["data"] = json.loads(fields["data"])
     return fields
+
+
+def close(response) -> None:
+    """Close a test client's stream (its slot is given back) as the test client closes responses:
+    without Django closing the test's database connection on request_finished."""
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+
+
+def status(client, url: str, **extra) -> int:
+    response = client.get(url, **extra)
+    if response.streaming:
+        close(response)
+    return response.status_code

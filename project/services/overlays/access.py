@@ -22,7 +22,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-import threading
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -30,6 +29,7 @@ from django.urls import reverse
 
 from project.app_config.config import get_config, set_config
 from project.env import env_bool, env_int
+from project.streams import StreamSlots
 
 CONFIG_KEY = "overlays_token"
 RETRY_AFTER_SECONDS = 10
@@ -98,28 +98,11 @@ def max_streams() -> int:
     return int(getattr(settings, "OVERLAYS_MAX_STREAMS", 0) or env_int("OVERLAYS_MAX_STREAMS", 8, minimum=1))
 
 
-class StreamSlots:
-    """The streams this process serves now; at most ``max_streams()``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open = 0
-
-    def take(self) -> bool:
-        with self._lock:
-            if self._open >= max_streams():
-                return False
-            self._open += 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self._open = max(0, self._open - 1)
-
-    @property
-    def open(self) -> int:
-        with self._lock:
-            return self._open
+SLOTS = StreamSlots(max_streams)
 
 
-SLOTS = StreamSlots()
+def streams_full() -> str:
+    return (
+        f"This server already serves {max_streams()} overlay streams (OVERLAYS_MAX_STREAMS); "
+        f"try again in {RETRY_AFTER_SECONDS} s."
+    )

@@ -10,19 +10,18 @@ token, so a stranger learns nothing about the services.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Generator
 from pathlib import Path
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from project.queue_system.models import Service
-from project.services.overlays.access import RETRY_AFTER_SECONDS, SLOTS, max_streams, refusal
+from project.services.overlays.access import RETRY_AFTER_SECONDS, SLOTS, refusal, streams_full
 from project.services.overlays.queue_reader import reader_for
 from project.services.overlays.stream import heartbeat_seconds, max_stream_seconds
-from project.services.overlays.views import HeldStream
+from project.streams import event_stream, paced_events
 
 ASSETS = Path(__file__).resolve().parent / "static" / "overlays"
 
@@ -82,18 +81,7 @@ def queue_events(request: HttpRequest) -> HttpResponse:
     service = chosen_service(request)
     if isinstance(service, HttpResponse):
         return service
-    if not SLOTS.take():
-        response = _text(
-            f"This server already serves {max_streams()} overlay streams (OVERLAYS_MAX_STREAMS); "
-            f"try again in {RETRY_AFTER_SECONDS} s.",
-            503,
-        )
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-    response = StreamingHttpResponse(HeldStream(queue_sse(service.pk)), content_type="text/event-stream; charset=utf-8")
-    response["Cache-Control"] = "no-cache, no-store"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return event_stream(queue_sse(service.pk), SLOTS, full=streams_full(), retry_after=RETRY_AFTER_SECONDS)
 
 
 def queue_sse(service_id: int) -> Generator[str, None, None]:
@@ -104,27 +92,17 @@ def queue_sse(service_id: int) -> Generator[str, None, None]:
     next ``queue`` event says it can again. The stream ends after ``max_stream_seconds``
     and the browser reconnects.
     """
-    heartbeat = heartbeat_seconds()
-    deadline = time.monotonic() + max_stream_seconds()
     watch = reader_for(service_id).subscribe()
+
+    def messages(timeout: float) -> list[str] | None:
+        state = watch.next_state(timeout=timeout)
+        if state is None:
+            return None
+        if state.available:
+            return [f"event: queue\ndata: {json.dumps(state.snapshot, ensure_ascii=False)}\n\n"]
+        return [f"event: unavailable\ndata: {json.dumps({'reason': 'database unavailable'})}\n\n"]
+
     try:
-        yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'heartbeat_ms': heartbeat * 1000})}\n\n"
-        next_ping = time.monotonic() + heartbeat
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return
-            if now >= next_ping:
-                yield "event: ping\ndata: {}\n\n"
-                next_ping = time.monotonic() + heartbeat
-                continue
-            state = watch.next_state(timeout=min(next_ping, deadline) - now)
-            if state is None:
-                continue
-            if state.available:
-                yield f"event: queue\ndata: {json.dumps(state.snapshot, ensure_ascii=False)}\n\n"
-            else:
-                yield f"event: unavailable\ndata: {json.dumps({'reason': 'database unavailable'})}\n\n"
-            next_ping = time.monotonic() + heartbeat
+        yield from paced_events(messages, heartbeat=heartbeat_seconds(), max_seconds=max_stream_seconds())
     finally:
         watch.close()

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +39,7 @@ from django.conf import settings
 
 from project.env import env_int, env_str
 from project.services.overlays.reader import REPLAY_WINDOW_MS, hub_for, id_key
+from project.streams import paced_events
 
 __all__ = ["REPLAY_WINDOW_MS", "publish_card", "sse_events"]
 
@@ -104,45 +104,41 @@ def sse_events(last_id: str | None) -> Iterator[str]:
     its last id: a thread of the web server is never held by a client that vanished
     without the socket noticing.
     """
-    heartbeat = heartbeat_seconds()
-    deadline = time.monotonic() + max_stream_seconds()
     subscription = hub_for(settings.REDIS_URL, stream_key()).subscribe(last_id)
+    seen: tuple[int, int] | None = None
+
+    def messages(timeout: float) -> list[str] | None:
+        nonlocal seen
+        delivery = subscription.get(timeout=timeout)
+        if delivery is None:
+            return None
+        if delivery.kind != "cards":
+            reason = {"reason": "redis unavailable"} if delivery.kind == "unavailable" else {}
+            return [f"event: {delivery.kind}\ndata: {json.dumps(reason)}\n\n"]
+        if seen is None:
+            seen = id_key(subscription.floor or "0-0")
+        out = []
+        for entry_id, fields in delivery.entries:
+            if id_key(entry_id) <= seen:
+                continue  # the catch-up already gave it
+            seen = id_key(entry_id)
+            try:
+                card = json.loads(fields["card"])
+            except (KeyError, ValueError):
+                continue  # not written by publish_card: nothing a page could show
+            remaining = id_millis(entry_id) + int(card.get("duration_ms", 0)) - delivery.now_ms
+            if remaining <= 0:
+                continue
+            card["remaining_ms"] = remaining
+            out.append(f"id: {entry_id}\nevent: card\ndata: {json.dumps(card, ensure_ascii=False)}\n\n")
+        return out
+
     try:
-        yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'heartbeat_ms': heartbeat * 1000})}\n\n"
-        seen: tuple[int, int] | None = None
-        next_ping = time.monotonic() + heartbeat
-        while not subscription.dropped:
-            now = time.monotonic()
-            if now >= deadline:
-                return
-            if now >= next_ping:
-                # A named event, not an SSE comment: the page's watchdog only sees events.
-                yield "event: ping\ndata: {}\n\n"
-                next_ping = time.monotonic() + heartbeat
-                continue
-            delivery = subscription.get(timeout=min(next_ping, deadline) - now)
-            if delivery is None:
-                continue
-            if delivery.kind != "cards":
-                reason = {"reason": "redis unavailable"} if delivery.kind == "unavailable" else {}
-                yield f"event: {delivery.kind}\ndata: {json.dumps(reason)}\n\n"
-                next_ping = time.monotonic() + heartbeat
-                continue
-            if seen is None:
-                seen = id_key(subscription.floor or "0-0")
-            for entry_id, fields in delivery.entries:
-                if id_key(entry_id) <= seen:
-                    continue  # the catch-up already gave it
-                seen = id_key(entry_id)
-                try:
-                    card = json.loads(fields["card"])
-                except (KeyError, ValueError):
-                    continue  # not written by publish_card: nothing a page could show
-                remaining = id_millis(entry_id) + int(card.get("duration_ms", 0)) - delivery.now_ms
-                if remaining <= 0:
-                    continue
-                card["remaining_ms"] = remaining
-                yield f"id: {entry_id}\nevent: card\ndata: {json.dumps(card, ensure_ascii=False)}\n\n"
-                next_ping = time.monotonic() + heartbeat
+        yield from paced_events(
+            messages,
+            heartbeat=heartbeat_seconds(),
+            max_seconds=max_stream_seconds(),
+            ended=lambda: subscription.dropped,
+        )
     finally:
         subscription.close()

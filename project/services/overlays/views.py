@@ -11,15 +11,15 @@ Both take the overlay token or a local client, and a process serves at most
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from project.services.overlays.access import RETRY_AFTER_SECONDS, SLOTS, max_streams, refusal
+from project.services.overlays.access import RETRY_AFTER_SECONDS, SLOTS, refusal, streams_full
 from project.services.overlays.stream import sse_events, valid_id
+from project.streams import event_stream
 
 ASSETS = Path(__file__).resolve().parent / "static" / "overlays"
 
@@ -42,43 +42,7 @@ def page(request: HttpRequest) -> HttpResponse:
 def events(request: HttpRequest) -> HttpResponse:
     if (reason := refusal(request)) is not None:
         return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")
-    if not SLOTS.take():
-        response = HttpResponse(
-            f"This server already serves {max_streams()} overlay streams (OVERLAYS_MAX_STREAMS); "
-            f"try again in {RETRY_AFTER_SECONDS} s.",
-            status=503,
-            content_type="text/plain; charset=utf-8",
-        )
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
     # EventSource sends Last-Event-ID when it reconnects by itself; the page passes
     # ?last_id= when it has to open a new EventSource after a hard failure.
     last_id = valid_id(request.headers.get("Last-Event-ID")) or valid_id(request.GET.get("last_id"))
-    response = StreamingHttpResponse(HeldStream(sse_events(last_id)), content_type="text/event-stream; charset=utf-8")
-    response["Cache-Control"] = "no-cache, no-store"
-    response["X-Accel-Buffering"] = "no"  # nginx in front must not buffer the stream
-    return response
-
-
-class HeldStream:
-    """A stream's events holding one of the process's stream slots until it ends or is closed.
-
-    The server closes the response whether or not it read it (a client gone before the
-    first byte): ``close`` gives the slot back then too.
-    """
-
-    def __init__(self, events: Generator[str, None, None]) -> None:
-        self._events = events
-        self._held = True
-
-    def __iter__(self) -> Iterator[str]:
-        try:
-            yield from self._events
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._held:
-            self._held = False
-            SLOTS.give_back()
-            self._events.close()
+    return event_stream(sse_events(last_id), SLOTS, full=streams_full(), retry_after=RETRY_AFTER_SECONDS)

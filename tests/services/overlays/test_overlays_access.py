@@ -16,13 +16,11 @@ import pytest
 import redis
 import requests
 from django.conf import settings as django_settings
-from django.core.signals import request_finished
-from django.db import close_old_connections
 
 from project.app_config.config import get_config, set_config
 from project.services.overlays.stream import publish_card
 from tests.support.waiting import wait_for
-from tests.support.web_servers import gunicorn
+from tests.support.web_servers import close, gunicorn, status
 
 TOKEN = "overlay-token-for-tests-4f9d2a"
 ELSEWHERE = "203.0.113.7"  # a documentation address: only ever a REMOTE_ADDR value here, never contacted
@@ -30,23 +28,6 @@ ELSEWHERE = "203.0.113.7"  # a documentation address: only ever a REMOTE_ADDR va
 
 def card(card_id: str) -> dict:
     return {"id": card_id, "type": "gift", "nickname": "Ana", "text": "sent Rose", "duration_ms": 5000}
-
-
-def close(response) -> None:
-    """Close a test client's stream (its slot is given back) as the test client closes responses:
-    without Django closing the test's database connection on request_finished."""
-    request_finished.disconnect(close_old_connections)
-    try:
-        response.close()
-    finally:
-        request_finished.connect(close_old_connections)
-
-
-def status(client, url: str, **extra) -> int:
-    response = client.get(url, **extra)
-    if response.streaming:
-        close(response)
-    return response.status_code
 
 
 # --- the token and the local rule, in-process ------------------------------------------------

@@ -8,21 +8,12 @@ import time
 import pytest
 
 from project.services.overlays.stream import id_millis, publish_card
-from tests.support.browser import page_browser, transparent_screenshot
+from tests.support.browser import transparent_screenshot
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CARD_TYPES = ["gift", "follow", "subscribe", "share", "comment", "like", "join", "gift"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    browser = page_browser(1920, 1080)
-    try:
-        yield browser
-    finally:
-        browser.quit()
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import threading
 import time
 
 import pytest
-from django.core.signals import request_finished
-from django.db import close_old_connections
 from django.utils import timezone
 
 from project.app_config.config import set_config
@@ -19,7 +17,7 @@ from project.tiktok_events.capture.text_cleaning import clean_nickname
 from project.tiktok_events.models import LiveEvent
 from tests.support.queueing import make_events, make_service, make_session
 from tests.support.waiting import wait_for
-from tests.support.web_servers import parse_sse
+from tests.support.web_servers import close, parse_sse, status
 
 TOKEN = "queue-overlay-token-for-tests-8c1e"
 ELSEWHERE = "203.0.113.9"  # a documentation address: only ever a REMOTE_ADDR value here, never contacted
@@ -95,22 +93,6 @@ def names(snapshot: dict) -> list[str]:
 
 
 # --- streams read through the Django test client ---------------------------------------------
-
-
-def close(response) -> None:
-    """Close a test client's stream without Django closing the test's database connection."""
-    request_finished.disconnect(close_old_connections)
-    try:
-        response.close()
-    finally:
-        request_finished.connect(close_old_connections)
-
-
-def status(client, url: str, **extra) -> int:
-    response = client.get(url, **extra)
-    if response.streaming:
-        close(response)
-    return response.status_code
 
 
 class Stream:

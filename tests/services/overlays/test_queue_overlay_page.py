@@ -9,22 +9,13 @@ import pytest
 from project.app_config.config import set_config
 from project.services.overlays.queue_reader import POLL_SECONDS, reader_for
 from tests.services.overlays.test_queue_overlay import build_queue, claim, enqueue, finish, viewer_event
-from tests.support.browser import artifact, page_browser, transparent_screenshot
+from tests.support.browser import artifact, transparent_screenshot
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 TOKEN = "queue-overlay-page-token-5b7e"
 HOSTILE = '<img src=x onerror="window.pwned=1">'
-
-
-@pytest.fixture(scope="module")
-def browser():
-    browser = page_browser(1920, 1080)
-    try:
-        yield browser
-    finally:
-        browser.quit()
 
 
 def rows(driver) -> list[tuple[str, str]]:
