@@ -133,6 +133,7 @@ def test_nothing_starts_before_the_system_checks_pass(compose):
             assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
 
 
+@pytest.mark.slow
 def test_the_example_env_is_refused_until_its_placeholders_are_replaced():
     def check(values: dict[str, str]) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -32,6 +32,7 @@ def test_doctor_passes_when_everything_runs():
     assert ("✅ PostgreSQL autovacuum: on" in result.stdout) or ("⚠️  PostgreSQL autovacuum: off" in result.stdout)
 
 
+@pytest.mark.slow
 def test_doctor_says_rabbitmq_is_down_and_how_to_fix_it():
     # Nothing listens on port 1: what a stopped RabbitMQ looks like to a client.
     result = run_doctor(
@@ -105,6 +106,7 @@ def test_doctor_warns_without_a_sign_server_key_and_says_where_to_set_it():
     assert "Config → sign_api_key" in result.stdout
 
 
+@pytest.mark.slow
 def test_doctor_shows_a_sign_server_key_masked(tmp_path):
     (tmp_path / "key").write_text("euler-doctor-key-77aa\n")
     result = run_doctor(SIGN_API_KEY_FILE=str(tmp_path / "key"))
@@ -112,6 +114,7 @@ def test_doctor_shows_a_sign_server_key_masked(tmp_path):
     assert "euler-doctor-key" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_doctor_checks_that_the_tiktok_proxy_answers():
     from tests.fakes.http_proxy import HttpProxy
 
@@ -129,12 +132,14 @@ def test_doctor_checks_that_the_tiktok_proxy_answers():
     assert "doctorpw" not in working.stdout + stopped.stdout
 
 
+@pytest.mark.slow
 def test_doctor_names_a_tiktok_setting_it_cannot_use():
     result = run_doctor(TIKTOK_ROOM_ID="not-a-number")
     assert result.returncode == 1
     assert "❌ TikTok access settings: Config tiktok_room_id='not-a-number' is not a room id" in result.stdout
 
 
+@pytest.mark.slow
 def test_doctor_reads_a_percent_encoded_management_password_as_the_admin_does():
     user, password = f"tte-doctor-{uuid.uuid4().hex[:8]}", "p@ss/w%rd:1 x"
     created = management_request("PUT", f"/api/users/{user}", json={"password": password, "tags": "monitoring"})

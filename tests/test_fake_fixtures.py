@@ -21,6 +21,7 @@ print(path)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_subprocess_uses_the_fakes_media_root_and_test_database(elevenlabs_fake, llm_fake, media_root):
     llm_fake.replies.append("Hola, proceso")

@@ -311,6 +311,7 @@ def test_a_session_id_reaches_tiktok_only_when_its_sign_host_is_trusted(vhost, s
         assert "0123456789abcdef5e55" not in run.output
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_session_id_without_its_data_centre_is_refused_with_the_fix(vhost, seeded):
     with simulator("live-end") as tiktok:
@@ -332,6 +333,7 @@ def test_a_room_id_override_skips_the_streamers_page(vhost, seeded):
     assert f"room id {tiktok.ready['room_id']}" in run.output
 
 
+@pytest.mark.slow
 def test_a_room_id_that_is_not_a_number_is_refused(vhost, seeded):
     with simulator("live-end") as tiktok:
         run = capture(vhost, tiktok, env={"TIKTOK_ROOM_ID": "@maria/live"})
@@ -353,6 +355,7 @@ def test_web_requests_and_the_websocket_go_through_the_proxy(vhost, seeded):
     assert run.events().filter(event_type="CommentEvent").count() == 1
 
 
+@pytest.mark.slow
 def test_a_proxy_setting_that_is_not_a_url_is_refused(vhost, seeded):
     with simulator("live-end") as tiktok:
         run = capture(vhost, tiktok, env={"TIKTOK_HTTP_PROXY": "proxy.example:8080"})
@@ -360,6 +363,7 @@ def test_a_proxy_setting_that_is_not_a_url_is_refused(vhost, seeded):
     assert "is not a proxy URL" in run.output
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_recording_that_cannot_be_written_is_refused_before_connecting(vhost, seeded, tmp_path):
     target = tmp_path / "no such folder" / "live.ttlive"

@@ -233,6 +233,7 @@ print(fast.user.nickname)
 """
 
 
+@pytest.mark.slow
 def test_a_class_used_for_the_first_time_decodes_as_with_betterproto2():
     from TikTokLive.proto import User, WebcastSubNotifyMessage
 

@@ -199,6 +199,7 @@ def test_every_field_type_parses_the_same():
         proto_validation.uninstall()
 
 
+@pytest.mark.slow
 def test_every_class_filled_at_random_parses_the_same():
     rng = random.Random(20261201)
     cases = []

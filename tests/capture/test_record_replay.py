@@ -266,6 +266,7 @@ def stop_orphans(pids: list[int]) -> None:
 # -- the simulator alone ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_ready_line_names_the_replay_and_a_bogus_file_exits_with_an_error(tmp_path):
     path = tmp_path / "tiny.ttlive"
     recorder = recording.Recorder(path, username="maria")

@@ -44,6 +44,7 @@ def pointed_at(ready: dict):
         WebDefaults.tiktok_app_url, WebDefaults.tiktok_webcast_url = saved
 
 
+@pytest.mark.slow
 def test_it_serves_the_unmodified_client_room_lookup_live_check_fetch_socket_acks_and_heartbeats():
     seen: list[str] = []
     with simulator("--scenario", "live-end", "--ping-interval", "0.2") as ready, pointed_at(ready) as client:
@@ -68,6 +69,7 @@ def test_it_serves_the_unmodified_client_room_lookup_live_check_fetch_socket_ack
     assert status["ended"] and not status["live"]
 
 
+@pytest.mark.slow
 def test_it_refuses_a_socket_without_the_signed_route_params():
     with simulator("--scenario", "live-end") as ready:
         url = ready["base_url"].replace("http", "ws") + f"/webcast/im/push/v2/?room_id={ready['room_id']}&wrss=forged"
@@ -82,6 +84,7 @@ def test_it_refuses_a_socket_without_the_signed_route_params():
     assert refused.value.response.headers["Handshake-Msg"] == "invalid route params (simulated)"
 
 
+@pytest.mark.slow
 def test_it_reports_a_bad_scenario_file(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps([{"type": "comment", "user": "a", "text": "ok"}, {"type": "teleport"}]))
@@ -111,6 +114,7 @@ def test_it_plays_the_demo_mix_at_a_steady_rate_with_a_new_streak_group_for_ever
     assert len({spec["group_id"] for spec in gifts}) == len(firsts)
 
 
+@pytest.mark.slow
 def test_it_logs_every_message_it_sends_with_its_type_and_send_time(tmp_path):
     sent_log = tmp_path / "sent.log"
     received: dict[int, str] = {}
@@ -141,6 +145,7 @@ def test_it_logs_every_message_it_sends_with_its_type_and_send_time(tmp_path):
     assert {msg_id for msg_id in comments | gifts if logged[msg_id][2] < last_received} <= set(received)
 
 
+@pytest.mark.slow
 def test_it_ends_a_steady_live_after_its_seconds():
     actions = simulator_scenarios().steady(300, seconds=2).actions
     played = list(actions)

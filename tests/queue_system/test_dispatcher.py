@@ -89,6 +89,7 @@ def test_an_async_service_gets_up_to_concurrency_tickets_per_type(vhost):
     assert depth(vhost, "svc.pool.discardable.CommentEvent") == 12
 
 
+@pytest.mark.slow
 def test_with_the_broker_down_items_stay_pending_and_redispatch_publishes_them(vhost, dino, settings):
     good_url = settings.CELERY_BROKER_URL
     # Nothing listens on port 1: the same failure as a stopped RabbitMQ.
@@ -125,6 +126,7 @@ def test_an_idle_service_publishes_items_left_unpublished_before_its_idle_eviden
     assert recover("dino", before=before, discardable_types=[]) == 0
 
 
+@pytest.mark.slow
 def test_the_dispatcher_publishes_what_was_left_pending_once_the_broker_is_back(vhost, dino, settings):
     good_url = settings.CELERY_BROKER_URL
     dispatcher = EventDispatcher()
@@ -169,6 +171,7 @@ def test_warm_up_declares_the_queues_and_policies_of_active_services_before_any_
     assert depth(vhost, "svc.dino.discardable.LikeEvent") == 1
 
 
+@pytest.mark.slow
 def test_warm_up_with_the_broker_down_says_so_and_dispatching_still_works_later(vhost, dino, settings):
     good_url = settings.CELERY_BROKER_URL
     settings.CELERY_BROKER_URL = good_url.replace(":5672/", ":1/")
@@ -178,6 +181,7 @@ def test_warm_up_with_the_broker_down_says_so_and_dispatching_still_works_later(
     assert dispatcher.dispatch_many(make_events(make_session(), ["GiftEvent"])).confirmed == 1
 
 
+@pytest.mark.slow
 def test_a_broker_that_stops_confirming_times_out_and_the_items_stay_pending(vhost, dino, monkeypatch):
     monkeypatch.setattr(publisher, "CONFIRM_TIMEOUT", 1.5)
     dispatcher = EventDispatcher()

@@ -71,6 +71,7 @@ def test_inside_a_transaction_nothing_is_published_before_the_commit(vhost, pipe
     assert len(peek(vhost, "svc.dino")) == 2
 
 
+@pytest.mark.slow
 def test_with_the_broker_down_items_stay_pending_and_go_once_it_is_back(vhost, pipeline, settings):
     make_service("dino")
     good_url = settings.CELERY_BROKER_URL
@@ -91,6 +92,7 @@ def test_with_the_broker_down_items_stay_pending_and_go_once_it_is_back(vhost, p
     assert depth(vhost, "svc.dino.discardable.LikeEvent") == 1
 
 
+@pytest.mark.slow
 def test_a_connection_closed_under_it_is_retried_on_a_fresh_one(vhost, pipeline):
     make_service("dino", max_queue_size=1000)
     session = make_session()
@@ -117,6 +119,7 @@ def test_a_connection_closed_under_it_is_retried_on_a_fresh_one(vhost, pipeline)
     assert depth(vhost, "svc.dino.discardable.LikeEvent") == 20
 
 
+@pytest.mark.slow
 def test_a_broker_that_stops_confirming_times_out_and_leaves_the_items_pending(vhost, pipeline, monkeypatch):
     make_service("dino")
     monkeypatch.setattr(publisher, "CONFIRM_TIMEOUT", 1.5)

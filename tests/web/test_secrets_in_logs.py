@@ -131,6 +131,7 @@ def run_avatar_session(heygen_fake: FakeHeyGen, convai_fake: FakeConvAI, tmp_pat
         return server.output()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)  # the item runs in a thread of its own (its time budget)
 def test_elevenlabs_and_llm_errors_log_no_key(
     seeded, elevenlabs_fake, llm_fake, project_log, client, media_root, settings

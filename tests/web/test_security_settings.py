@@ -94,6 +94,7 @@ def test_it_says_nothing_with_debug_on(settings):
     assert check_secrets(environ={"POSTGRES_PASSWORD": "change-me"}) == []
 
 
+@pytest.mark.slow
 def test_manage_py_refuses_to_start_with_the_example_files_placeholders():
     result = manage("check", DJANGO_SECRET_KEY="", FLOWER_BASIC_AUTH="", RABBITMQ_DEFAULT_PASS="change-me")
     assert result.returncode == 1
@@ -103,6 +104,7 @@ def test_manage_py_refuses_to_start_with_the_example_files_placeholders():
     assert manage("check", DEBUG="true", DJANGO_SECRET_KEY="", FLOWER_BASIC_AUTH="").returncode == 0
 
 
+@pytest.mark.slow
 def test_doctor_prints_the_configuration_problems_with_their_fix():
     result = manage("doctor", FLOWER_BASIC_AUTH="")
     assert result.returncode == 1
@@ -128,6 +130,7 @@ def test_gunicorn_refuses_to_serve_with_a_published_secret_key():
 HTTPS_WARNINGS = ("security.W004", "security.W012", "security.W016")
 
 
+@pytest.mark.slow
 def test_https_true_switches_on_secure_cookies_and_hsts():
     plain = manage("check", "--deploy", "--fail-level", "CRITICAL")
     assert all(warning in plain.stderr for warning in HTTPS_WARNINGS), plain.stderr

@@ -104,6 +104,7 @@ def test_the_api_answers_429_with_retry_after_past_its_requests_per_minute(
     assert post_tts(admin_client_logged, {"text": "dos"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_the_cap_is_30_a_minute_by_default(admin_client_logged, elevenlabs_fake, own_rate_window):
     wait_for_a_fresh_minute_if_this_one_ends_soon()
     codes = [admin_client_logged.get("/api/elevenlabs/voices").status_code for _ in range(31)]

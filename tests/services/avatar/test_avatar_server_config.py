@@ -76,6 +76,7 @@ def test_it_prefers_the_config_row_to_the_environment(monkeypatch):
     assert settings.max_sessions == 5
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_it_reads_the_access_token_from_the_admin_config(heygen_fake, convai_fake, tmp_path):
     from project.app_config.config import set_config
@@ -88,6 +89,7 @@ def test_it_reads_the_access_token_from_the_admin_config(heygen_fake, convai_fak
             assert json.loads(ws.recv(timeout=30))["type"] == "avatar_ready"
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_it_never_reveals_the_api_keys_when_they_are_refused(heygen_fake, convai_fake, tmp_path):
     heygen_key = "hg-secret-that-must-stay-private-1"

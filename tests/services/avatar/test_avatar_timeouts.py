@@ -60,6 +60,7 @@ def item_record_exists(item: QueueItem) -> bool:
         items.close()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_a_speech_longer_than_the_budget_ends_the_handler_before_the_budget(heygen_env):
     item = avatar_item(budget=10)
@@ -118,6 +119,7 @@ def test_a_said_item_leaves_no_session_record(heygen_env):
         avatar.on_stop()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_on_timeout_in_a_fresh_process_stops_the_session_a_killed_handler_opened(
     heygen_env, live_session_key, tmp_path
@@ -156,6 +158,7 @@ def test_on_timeout_in_a_fresh_process_stops_the_session_a_killed_handler_opened
     assert not item_record_exists(item)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_on_timeout_interrupts_a_browser_session_without_stopping_it(heygen_env, live_session_key):
     browser = browser_session(heygen_env)

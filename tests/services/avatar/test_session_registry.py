@@ -68,6 +68,7 @@ def test_a_withdrawal_redis_missed_is_done_before_the_next_read(owner, live_sess
     assert live_session_key._redis.get(LIVE_SESSION_KEY) is None  # ...and removed on that read
 
 
+@pytest.mark.slow
 def test_a_read_waits_for_redis_up_to_its_limit(settings):
     registry = SessionRegistry(UNREACHABLE, outage_wait_seconds=1.5)
     started = time.monotonic()

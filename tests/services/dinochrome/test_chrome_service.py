@@ -23,6 +23,7 @@ def chrome(live_server):
         service.close()
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_it_resets_the_score_on_restart(chrome):
     chrome.set_autoplay(True)
@@ -47,6 +48,7 @@ def test_it_reopens_the_page_when_the_browser_went_elsewhere(chrome):
     assert chrome.driver.current_url.endswith("/dino/")
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_it_starts_a_new_browser_when_chromium_was_killed(chrome):
     starts = chrome.browser_starts
@@ -64,6 +66,7 @@ def test_it_starts_a_new_browser_when_chromium_was_killed(chrome):
     wait_for(lambda: old_driver.service.process.poll() is not None, what="the old chromedriver to exit")
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_it_starts_a_new_browser_when_its_window_was_closed(chrome):
     starts = chrome.browser_starts
@@ -89,6 +92,7 @@ def test_it_says_there_is_no_display_for_a_visible_window(monkeypatch):
     assert service.driver is None
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_it_says_when_the_game_page_does_not_load():
     service = ChromeService("http://127.0.0.1:9/dino/", page_timeout=5)  # port 9: nothing listens

@@ -41,6 +41,7 @@ def fresh_run(dino):
     return service, page
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_it_makes_the_dino_jump_for_a_like(fresh_run):
     service, page = fresh_run

@@ -216,6 +216,7 @@ def test_a_bad_config_value_fails_with_its_name(service, session, llm_fake):
         process(service, make_event(session, "FollowEvent", viewer()))
 
 
+@pytest.mark.slow
 def test_the_reply_and_its_speech_end_within_the_services_time_budget(service, session, llm_fake):
     Service.objects.filter(pk=service.service.pk).update(time_budget_seconds=10)
     service.service.refresh_from_db()

@@ -62,6 +62,7 @@ def test_it_does_not_replay_a_card_whose_time_is_over(overlay_stream, fast_heart
         events.close()
 
 
+@pytest.mark.slow
 def test_it_delivers_a_card_published_while_listening(overlay_stream, fast_heartbeat):
     events = sse_events(None)
     try:
@@ -154,6 +155,7 @@ def test_the_compose_web_server_runs_threaded_workers_for_the_streams():
     assert int(command[command.index("--threads") + 1]) >= 8
 
 
+@pytest.mark.slow
 def test_a_page_that_opens_while_redis_is_away_gets_a_stream_not_an_error(overlay_stream, fast_heartbeat, settings):
     """Nothing listens on port 9: the stream says so, keeps pinging and ends on time."""
     settings.REDIS_URL = "redis://127.0.0.1:9/0"
