@@ -83,6 +83,7 @@ def test_a_speech_longer_than_the_budget_ends_the_handler_before_the_budget(heyg
 
 
 @pytest.mark.django_db
+@pytest.mark.slow
 def test_a_skip_from_the_control_room_interrupts_the_speech_and_the_item_completes(heygen_env):
     item = avatar_item(budget=60)
     avatar = AvatarService(item.service)
