@@ -143,17 +143,20 @@ def test_no_wait_keeps_the_old_behaviour_for_an_offline_streamer(vhost, seeded):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_it_waits_as_long_as_the_sign_server_says_one_request_per_step(vhost, seeded):
-    with simulator("rate-limit-long") as tiktok:
+    # Retry-After 6 s: longer than the 1-2 s it would wait on its own after a 429 with no hint
+    # it could use, shorter than the no-hint ladder's 30 s.
+    scenario = {"steps": [comment("early", "hola"), end()], "rate_limited_fetches": 2, "retry_after": 6}
+    with simulator(scenario) as tiktok:
         run = capture(vhost, tiktok)
         status = tiktok.status()
     assert run.returncode == 0, run.output
     assert status["sign_requests"] == 3 and status["rate_limited"] == 2
-    assert all(gap >= 20 for gap in gaps(status["sign_request_times"])), status["sign_request_times"]
+    assert all(gap >= 6 for gap in gaps(status["sign_request_times"])), status["sign_request_times"]
     waits = re.findall(
         r"rate-limiting new connections \(sim\)\. Next try at \d\d:\d\d:\d\d \(in (\d+) s, Retry-After\)", run.output
     )
-    # Retry-After plus a jitter of up to a tenth of it, so 20.0-22.0 s, printed rounded
-    assert len(waits) == 2 and all(20 <= int(seconds) <= 22 for seconds in waits), run.output
+    # Retry-After plus a jitter of up to a tenth of it, so 6.0-6.6 s, printed rounded
+    assert len(waits) == 2 and all(6 <= int(seconds) <= 7 for seconds in waits), run.output
     # where to put a key: at the start and with the first rate limit, not with every one
     assert run.output.count("Config → sign_api_key") == 2, run.output
     assert run.events().filter(event_type="CommentEvent").count() == 1

@@ -144,6 +144,9 @@ def _while_the_simulator_starts() -> None:
 @contextlib.contextmanager
 def endpoints_for(options: dict, output: CaptureOutput):
     if not options["simulate"]:
+        from project.tiktok_events.capture import writer
+
+        writer.prestart()  # it loads while this process imports TikTokLive (build_runner)
         yield TikTokEndpoints.from_settings()
         return
     extra = [arg for item in options["simulator_arg"] for arg in item.split("=", 1)] if options["simulator_arg"] else []
