@@ -63,7 +63,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     service = chosen_service(request)
     if isinstance(service, HttpResponse):
         return service
-    # Inlined like /overlays/: works from gunicorn without a static file server.
+    # As /overlays/: its own style and script inline, the shared ones from /static/.
     context = {
         "service": service,
         "style": (ASSETS / "queue.css").read_text(encoding="utf-8"),

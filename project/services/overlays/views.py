@@ -28,7 +28,7 @@ ASSETS = Path(__file__).resolve().parent / "static" / "overlays"
 def page(request: HttpRequest) -> HttpResponse:
     if (reason := refusal(request)) is not None:
         return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")
-    # Inlined like the dino page: works from gunicorn without a static file server.
+    # The page's own style and script inline; the shared stream.js and draw.js come from /static/ (WhiteNoise).
     context = {
         "style": (ASSETS / "overlays.css").read_text(encoding="utf-8"),
         "script": (ASSETS / "overlays.js").read_text(encoding="utf-8"),
