@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#processes
 """``python -m workers <slug>``: run the Celery worker of one service.
 
 Declares the service's queues and policy, publishes its items left pending

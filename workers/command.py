@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#processes
 """The ``celery worker`` command line of one service.
 
 SYNC: one prefork child, prefetch 1 — one event at a time, always the highest

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#processes
 """The control room's hold on a running worker: pause/resume, heartbeat, skip (project/queue_system/control.py).
 
 - ``PausedAtStart``: a consumer bootstep that runs after Celery built its task

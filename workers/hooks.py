@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#processes
 """Loaded by a service worker at its start (``--include workers.hooks``, workers/command.py).
 
 - on_start of the service object before the first event, in the process that

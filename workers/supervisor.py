@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#processes
 """WorkerSupervisor: one worker process per active service, plus the discard accounting.
 
 Used by ``run_queue_workers`` and ``start_event_system``::

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#drain-tickets-and-tokens
 """The drain-ticket watchdog: no discardable event type stays stranded.
 
 Runs as a thread in each service worker, every ``TTE_DRAIN_WATCHDOG_SECONDS``

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#sync-and-async
 """The base class every service subclasses, exactly as in the seeds.
 
 A service is registered in the admin by the dotted path of its class; the worker

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#processes
 """Pause, resume and skip: what the control room (/control/) asks of a service's worker.
 
 Pause is a flag on ``Service`` (``paused``), so it survives a worker restart. The

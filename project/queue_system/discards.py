@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#guarantees
 """Discard accounting: what a max-length policy dropped becomes ``discarded`` QueueItems.
 
 The policy of ``svc.<slug>.discardable.<T>`` dead-letters the dropped (oldest)

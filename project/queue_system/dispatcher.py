@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#queue-topology
 """EventDispatcher: one QueueItem and one broker message per (event, subscribed service).
 
 ``dispatch_many(live_events)`` (and ``dispatch(live_event)``) creates, in one

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#drain-tickets-and-tokens
 """Drain tickets: how discardable events reach the priority order of ``svc.<slug>``.
 
 The whole protocol lives here (docs/architecture.md, "Drain tickets and tokens"): the

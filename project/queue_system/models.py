@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#data-model
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#guarantees
 """Running one QueueItem through its service: claim, call ``process_event``, record the outcome.
 
 Shared by the ``process_event`` task (non-discardable items) and the drain

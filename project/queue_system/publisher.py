@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#queue-topology
 """Pipelined publisher confirms on one py-amqp channel.
 
 ``publish`` only encodes the frames; ``wait`` writes everything published

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#queue-topology
 """The one registry of queue names and arguments; everything else is generated from it.
 
 Per service ``s`` (see "Queue topology" in docs/architecture.md):

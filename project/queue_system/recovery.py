@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#guarantees
 """Items whose message can no longer be in flight go back through their queue.
 
 An item is ``pending`` (dispatched) or ``processing`` while its message waits

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#drain-tickets-and-tokens
 """DispatchPipeline: batches of QueueItems published as a stream, their confirms read as they come.
 
 Design: docs/architecture.md ("Drain tickets and tokens", the streaming pipeline).

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#drain-tickets-and-tokens
 """Celery task messages (protocol 2) built for publishing on a raw py-amqp channel.
 
 The dispatcher publishes a batch of tasks and then waits for all their

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#queue-topology
 """Declaring the RabbitMQ topology of every service from the database.
 
 Idempotent: run at every worker and capture start (``declare_all``), by the

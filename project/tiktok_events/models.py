@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#data-model
 from django.db import models
 
 from project.base_models import BaseModel

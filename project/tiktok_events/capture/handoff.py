@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#guarantees
 """The capture's handoff to the queue system: a batch stored with its QueueItems, then published.
 
 ``write_and_dispatch`` stores a batch and creates its QueueItems in the *same

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#guarantees
 """From TikTokLive events to stored, dispatched LiveEvents, in batches.
 
 TikTokLive emits events synchronously from its socket loop, one frame's

@@ -1,3 +1,4 @@
+# Design: docs/architecture.md#processes
 """One capture run: connect, keep connected, end cleanly.
 
 - Connected means connected: the WebSocket opened *and* a frame came through
