@@ -8,6 +8,9 @@ The DinoChrome service here runs the tests' recording class under the seeds' Din
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,8 +20,11 @@ from django.utils import timezone
 
 from project.control import room_views
 from project.queue_system.models import QueueItem
+from project.tiktok_events.models import LiveSession
+from tests.support import ROOT
 from tests.support.browser import artifact, page_browser
 from tests.support.queueing import all_settled, dispatch_in_batches, make_events, make_service, make_session
+from tests.support.servers import subprocess_env
 from tests.support.waiting import wait_for
 from tests.support.worker_processes import consumers, running_workers
 
@@ -91,6 +97,52 @@ def click_action(driver, slug: str, action: str) -> None:
     driver.find_element("css selector", f'.service-card[data-slug="{slug}"] .action-{action} button').click()
 
 
+def log_in(driver, live_server) -> None:
+    driver.get(f"{live_server.url}/control/")
+    wait_for(lambda: driver.find_elements("id", "id_username"), what="the login form")
+    driver.find_element("id", "id_username").send_keys("streamer")
+    driver.find_element("id", "id_password").send_keys(PASSWORD)
+    driver.find_element("css selector", "input[type=submit]").click()
+    wait_for(lambda: driver.find_elements("id", "services"), timeout=30, what="the control room after login")
+
+
+def live_field(driver, name: str) -> str:
+    return driver.find_element("css selector", f'[data-live="{name}"]').text
+
+
+def test_the_control_room_shows_the_simulators_live_as_the_capture_stores_it(
+    browser, live_server, vhost, seeded, django_user_model
+):
+    """The demo's path: the capture against the TikTok simulator, the page open beside it."""
+    django_user_model.objects.create_superuser("streamer", "streamer@example.com", PASSWORD)
+    driver = browser.driver
+    log_in(driver, live_server)
+    capture = subprocess.Popen(
+        [sys.executable, "manage.py", "capture_tiktok_live", "--simulate", "steady",
+         "--simulator-arg=--steady-seconds=60", "--quiet"],
+        cwd=ROOT, env=subprocess_env(vhost), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: live_field(driver, "streamer") == "@simulated_streamer", timeout=60, what="the live's streamer"
+        )
+        wait_for(lambda: live_field(driver, "label") == "connected", timeout=30, what="the live connected")
+        session = LiveSession.objects.get(status=LiveSession.Status.LIVE)
+        assert live_field(driver, "session_id") == str(session.pk)
+        wait_for(lambda: driver.execute_script(
+            "var c = Chart.getChart(document.getElementById('rate-chart'));"
+            "return c && c.data.datasets.some(d => d.data.some(v => v > 0));"), timeout=20,
+            what="the chart to plot the live's events")  # fmt: skip
+        driver.save_screenshot(str(artifact("control-room-simulated-live.png")))
+    finally:
+        capture.send_signal(signal.SIGTERM)  # as Ctrl+C would: the session ends, stopped
+        output, _ = capture.communicate(timeout=60)
+    assert capture.returncode == 0, output
+    wait_for(lambda: live_field(driver, "label") == "ended", timeout=20, what="the page to say the live ended")
+    assert "stopped" in live_field(driver, "reason")
+    driver.get("about:blank")
+
+
 def test_the_control_room_follows_a_live_and_pauses_dinochrome(browser, live_server, vhost, django_user_model):
     django_user_model.objects.create_superuser("streamer", "streamer@example.com", PASSWORD)
     dino = make_service("dinochrome", table=DINO_TABLE, max_queue_size=20)
@@ -99,12 +151,7 @@ def test_the_control_room_follows_a_live_and_pauses_dinochrome(browser, live_ser
     driver = browser.driver
     # With the discard accounting: what a bounded queue drops is marked discarded, not left pending.
     with running_workers(vhost, ["dinochrome", "overlays"], discards=True):
-        driver.get(f"{live_server.url}/control/")
-        wait_for(lambda: driver.find_elements("id", "id_username"), what="the login form")
-        driver.find_element("id", "id_username").send_keys("streamer")
-        driver.find_element("id", "id_password").send_keys(PASSWORD)
-        driver.find_element("css selector", "input[type=submit]").click()
-        wait_for(lambda: driver.find_elements("id", "services"), timeout=30, what="the control room after login")
+        log_in(driver, live_server)
 
         feeder = Feeder(session)
         feeder.start()
