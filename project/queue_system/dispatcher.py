@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import connection as db_connection
 from django.db import transaction
@@ -419,11 +419,15 @@ def mark_dispatched(ids: list[int]) -> None:
 
 
 def redispatch_pending(
-    slugs: list[str] | None = None, *, older_than: float = 0.0, dispatcher: EventDispatcher | None = None
+    slugs: list[str] | None = None,
+    *,
+    older_than: float = 0.0,
+    created_before: datetime | None = None,
+    dispatcher: EventDispatcher | None = None,
 ) -> DispatchResult:
     """Publish every pending item that was never confirmed (broker down at dispatch time).
 
-    ``older_than`` (seconds) leaves alone items a running capture is publishing
+    ``older_than`` (seconds), or ``created_before``, leaves alone items a running capture is publishing
     right now; a duplicate would be harmless anyway (a finished item is never
     run twice).
     """
@@ -438,6 +442,8 @@ def redispatch_pending(
             ).select_related("service")
             if older_than:
                 query = query.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than))
+            if created_before is not None:
+                query = query.filter(created_at__lt=created_before)
             if slugs:
                 query = query.filter(service__slug__in=slugs)
             batch = list(query.order_by("pk")[:REDISPATCH_BATCH])

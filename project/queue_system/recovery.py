@@ -97,8 +97,7 @@ def recover(slug: str, *, before: datetime, discardable_types: list[str], dispat
             extra={"service": slug},
         )
     # Only what was reset or stranded: not the items a capture is publishing at this moment.
-    older_than = max(0.0, (timezone.now() - before).total_seconds())
-    result = redispatch_pending([slug], older_than=older_than, dispatcher=dispatcher)
+    result = redispatch_pending([slug], created_before=before, dispatcher=dispatcher)
     if result.error:
         # They stay undispatched: the next pass, or the worker's next start, publishes them.
         logger.warning(f"could not publish the recovered items of {slug}: {result.error}", extra={"service": slug})

@@ -38,7 +38,8 @@ def overlays_only(seeded):
 @pytest.fixture
 def overlay_page(live_server, overlay_stream, settings):
     """The overlay page in a real browser, connected to its event stream."""
-    from tests.support.browser import page_browser, wait_for
+    from tests.support.browser import page_browser
+    from tests.support.waiting import wait_for
 
     settings.OVERLAYS_SSE_HEARTBEAT = 2
     browser = page_browser(1920, 1080)
