@@ -23,6 +23,7 @@ def run_doctor(**env):
     )
 
 
+@pytest.mark.slow
 def test_doctor_passes_when_everything_runs():
     result = run_doctor()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -46,6 +47,7 @@ def test_doctor_says_rabbitmq_is_down_and_how_to_fix_it():
     assert "secretpw" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_doctor_names_a_missing_database():
     result = run_doctor(DATABASE_URL="postgres://postgres@127.0.0.1:5432/no_such_db_for_doctor")
     assert result.returncode == 1
@@ -99,6 +101,7 @@ def test_it_warns_when_a_churning_table_has_autovacuum_disabled():
     assert "ALTER TABLE queue_system_queueitem RESET (autovacuum_enabled);" in result.fix
 
 
+@pytest.mark.slow
 def test_doctor_warns_without_a_sign_server_key_and_says_where_to_set_it():
     result = run_doctor(SIGN_API_KEY="")
     assert result.returncode == 0, result.stdout + result.stderr

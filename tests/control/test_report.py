@@ -246,6 +246,7 @@ def test_an_empty_session_has_a_report_too(admin_client_logged):
     assert "No gift." in response.content.decode()
 
 
+@pytest.mark.slow
 def test_the_list_leaves_test_sessions_out_unless_asked(admin_client_logged):
     live = simulated_session(1, name="Real live")
     test = simulated_session(2, name="Test events", is_test=True)

@@ -21,6 +21,7 @@ def read_csv(response) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+@pytest.mark.slow
 def test_the_events_csv_has_every_event_of_the_session(admin_client_logged):
     session = simulated_session(3)
     other = simulated_session(4, name="another live")
@@ -47,6 +48,7 @@ def test_the_events_csv_has_every_event_of_the_session(admin_client_logged):
             assert int(row["likes"]) == event.event_data["count"]
 
 
+@pytest.mark.slow
 def test_the_queue_items_csv_has_every_item_with_its_outcome(admin_client_logged):
     session = simulated_session(5)
     rows = read_csv(admin_client_logged.get(f"/control/sessions/{session.pk}/queue-items.csv"))

@@ -266,6 +266,7 @@ def test_purge_and_retry_through_the_existing_admin_actions(admin_client_logged,
     assert QueueItem.objects.get(pk=old.pk).status == Status.FAILED
 
 
+@pytest.mark.slow
 def test_the_stream_sends_snapshots(admin_client_logged, vhost, monkeypatch):
     from project.control import room_views
 

@@ -38,6 +38,7 @@ def post_form(client: Client, **data) -> object:
     return client.post("/control/test-events/send/", {"csrfmiddlewaretoken": page.context["csrf_token"], **data})
 
 
+@pytest.mark.slow
 def test_a_rose_from_the_form_is_a_test_session_event_dispatched_to_rabbitmq(vhost, staff_client):
     service = make_service("recorder")
     real = make_session()  # a real live going on: the test event must not land in it
@@ -65,6 +66,7 @@ def test_a_rose_from_the_form_is_a_test_session_event_dispatched_to_rabbitmq(vho
     assert "1 queue item(s), 1 confirmed by RabbitMQ" in follow.content.decode()
 
 
+@pytest.mark.slow
 def test_every_one_click_button_makes_the_capture_types(vhost, staff_client):
     make_service("recorder")
     for kind in ("big_gift", "follow", "subscribe", "comment", "likes"):
@@ -79,6 +81,7 @@ def test_every_one_click_button_makes_the_capture_types(vhost, staff_client):
     assert QueueItem.objects.filter(live_event__session__is_test=True, dispatched_at__isnull=False).count() == 5
 
 
+@pytest.mark.slow
 def test_a_flood_of_likes_and_comments_goes_in_discardable_queues(vhost, staff_client):
     make_service("recorder", max_queue_size=20)
     assert post_form(staff_client, kind="flood", count="120", new_session="on").status_code == 302
@@ -100,6 +103,7 @@ def test_the_pages_require_staff_and_the_actions_post(client, django_user_model)
     assert not LiveEvent.objects.exists()
 
 
+@pytest.mark.slow
 def test_deleting_a_test_session_takes_its_events_and_items_and_refuses_a_real_one(vhost, staff_client):
     make_service("recorder")
     real = make_session()

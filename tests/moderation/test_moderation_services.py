@@ -141,6 +141,7 @@ def test_a_blocked_nickname_reaches_the_llm_as_a_neutral_name(llm_service, llm_f
     assert moderation_of(item) == "nickname masked (matched 'maricon')"
 
 
+@pytest.mark.slow
 def test_a_blocked_reply_is_dropped_counted_and_never_spoken(llm_service, llm_fake, elevenlabs_fake, tmp_path):
     set_config("llm_speak_replies", "true")
     llm_fake.replies.extend(["Tu juego es una mierda, Ana", "¡Hola Luis, bienvenido!"])

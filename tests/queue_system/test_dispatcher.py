@@ -109,6 +109,7 @@ def test_with_the_broker_down_items_stay_pending_and_redispatch_publishes_them(v
     assert redispatch_pending().confirmed == 0
 
 
+@pytest.mark.slow
 def test_an_idle_service_publishes_items_left_unpublished_before_its_idle_evidence(vhost, dino, settings):
     """The capture that created them stopped before the broker was back: the watchdog's idle pass
     publishes them, but not items created after the idle evidence began (a capture publishing now)."""

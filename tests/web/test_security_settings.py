@@ -211,6 +211,7 @@ def test_setup_generates_the_missing_secrets_into_a_private_dotenv(tmp_path):
     assert other and read_env(tmp_path / "other.env")["DJANGO_SECRET_KEY"] != first["DJANGO_SECRET_KEY"]
 
 
+@pytest.mark.slow
 def test_setup_fills_empty_lines_and_keeps_what_is_set(tmp_path):
     ensure_dotenv = load_ensure_dotenv()
     path = tmp_path / ".env"

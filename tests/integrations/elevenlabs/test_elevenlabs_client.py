@@ -155,12 +155,14 @@ def test_an_unreachable_api_is_a_transient_network_error(elevenlabs_fake, monkey
     assert isinstance(caught.value, TransientError)
 
 
+@pytest.mark.slow
 def test_a_slow_api_times_out_as_a_transient_error(elevenlabs_fake):
     elevenlabs_fake.set_mode("slow", delay=30)
     with pytest.raises(ElevenLabsNetworkError, match="did not answer within 1 s"):
         ElevenLabsClient(timeout=1).text_to_speech_and_save("hola")
 
 
+@pytest.mark.slow
 def test_a_callers_deadline_ends_the_request_before_the_clients_timeout(elevenlabs_fake):
     elevenlabs_fake.set_mode("slow", delay=30)
     started = time.monotonic()

@@ -32,6 +32,7 @@ def post_tts(client, payload: dict):
     return client.post("/api/elevenlabs/tts", json.dumps(payload), content_type="application/json")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("voice_id", [*BAD_VOICE_IDS, 42])
 def test_the_api_refuses_a_voice_id_that_is_not_letters_and_digits(
     admin_client_logged, elevenlabs_fake, own_rate_window, voice_id
@@ -42,6 +43,7 @@ def test_the_api_refuses_a_voice_id_that_is_not_letters_and_digits(
     assert elevenlabs_fake.requests == [], "nothing may reach ElevenLabs"
 
 
+@pytest.mark.slow
 def test_a_voice_id_of_letters_and_digits_reaches_elevenlabs(admin_client_logged, elevenlabs_fake, own_rate_window):
     response = post_tts(admin_client_logged, {"text": "hola", "voice_id": "fakeVoiceLuciaEs0001"})
     assert response.status_code == 200
@@ -81,6 +83,7 @@ def wait_for_a_fresh_minute_if_this_one_ends_soon() -> None:
         time.sleep(left + 0.1)
 
 
+@pytest.mark.slow
 def test_the_api_answers_429_with_retry_after_past_its_requests_per_minute(
     admin_client_logged, elevenlabs_fake, own_rate_window
 ):
@@ -120,6 +123,7 @@ def test_a_stranger_does_not_spend_the_cap(admin_client_logged, elevenlabs_fake,
     assert admin_client_logged.get("/api/elevenlabs/voices").status_code == 200
 
 
+@pytest.mark.slow
 def test_the_api_refuses_requests_while_the_cap_cannot_be_checked(
     admin_client_logged, elevenlabs_fake, own_rate_window, settings
 ):

@@ -104,6 +104,7 @@ def test_it_prefers_paplay_then_ffplay_then_aplay(players, tmp_path):
     assert playback.find_player(wav) == [str(players.dir / "paplay"), str(wav)]
 
 
+@pytest.mark.slow
 def test_wait_true_returns_only_after_playback_has_ended(phrase, players):
     players.install("paplay")
     returned: list[Path] = []

@@ -100,6 +100,7 @@ def test_an_unset_token_never_matches_an_empty_one(client, elevenlabs_fake):
         (json.dumps({"text": "x" * 5001}), "longer than 5000"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_gets_a_clear_400(admin_client_logged, elevenlabs_fake, body, message):
     response = admin_client_logged.post("/api/elevenlabs/tts", body, content_type="application/json")
     assert response.status_code == 400
@@ -112,6 +113,7 @@ def test_a_form_post_works_too(admin_client_logged, elevenlabs_fake):
     assert response.status_code == 200
 
 
+@pytest.mark.slow
 def test_upstream_failures_are_reported_without_the_key(admin_client_logged, elevenlabs_fake):
     elevenlabs_fake.set_mode("401")
     bad_key = post_tts(admin_client_logged, {"text": "hola"})
@@ -131,6 +133,7 @@ def test_upstream_failures_are_reported_without_the_key(admin_client_logged, ele
     assert "voice_not_found" in unknown.json()["error"]
 
 
+@pytest.mark.slow
 def test_the_cap_answers_429(admin_client_logged, elevenlabs_fake):
     set_config("elevenlabs_session_char_cap", "5")
     response = post_tts(admin_client_logged, {"text": "demasiado largo"})

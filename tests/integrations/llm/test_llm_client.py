@@ -177,12 +177,14 @@ def test_a_wrong_url_says_to_check_llm_url(llm_fake, monkeypatch):
         fast_client().chat("hola")
 
 
+@pytest.mark.slow
 def test_a_slow_server_times_out_as_a_transient_error(llm_fake):
     llm_fake.set_mode("slow", delay=30)
     with pytest.raises(LLMNetworkError, match="did not answer within 1 s"):
         fast_client(timeout=(5, 1), max_retries=0).chat("hola")
 
 
+@pytest.mark.slow
 def test_every_attempt_and_wait_ends_by_the_callers_deadline(llm_fake):
     llm_fake.set_mode("slow", delay=30)
     started = time.monotonic()
@@ -204,6 +206,7 @@ def test_a_retry_after_past_the_deadline_is_not_waited_for(llm_fake):
     assert len(llm_fake.chat_requests()) == 1
 
 
+@pytest.mark.slow
 def test_without_a_deadline_all_attempts_fit_in_max_total_seconds(llm_fake):
     llm_fake.set_mode("slow", delay=30)
     started = time.monotonic()

@@ -27,6 +27,7 @@ ALL_NAMES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_it_refuses_to_start_and_names_everything_missing():
     env = subprocess_env(**dict.fromkeys(ALL_NAMES, ""))

@@ -39,6 +39,7 @@ def event(event_type: str, **data) -> LiveEvent:
     )
 
 
+@pytest.mark.slow
 def test_it_opens_its_own_session_when_none_is_live_and_closes_it_when_idle(monkeypatch, heygen_env, live_session_key):
     monkeypatch.setenv("AVATAR_IDLE_SECONDS", "1")
     avatar = AvatarService()

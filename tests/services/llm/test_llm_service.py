@@ -167,6 +167,7 @@ def player(tmp_path, monkeypatch):
     return tmp_path / "played.log"
 
 
+@pytest.mark.slow
 def test_replies_are_spoken_through_tts_when_configured(service, session, llm_fake, elevenlabs_fake, player):
     set_config("llm_speak_replies", "true")
     llm_fake.replies.append("¡Gracias por el león, Ana!")
@@ -181,6 +182,7 @@ def test_replies_are_spoken_through_tts_when_configured(service, session, llm_fa
     assert played == [str(service.tts.media_dir / reply.audio_file)]
 
 
+@pytest.mark.slow
 def test_a_retry_after_a_tts_failure_speaks_the_stored_reply_without_asking_again(
     service, session, llm_fake, elevenlabs_fake, player
 ):
@@ -200,6 +202,7 @@ def test_a_retry_after_a_tts_failure_speaks_the_stored_reply_without_asking_agai
     assert len(elevenlabs_fake.tts_requests()) == 2
 
 
+@pytest.mark.slow
 def test_a_permanent_tts_failure_keeps_the_reply_and_completes(service, session, llm_fake, elevenlabs_fake, player):
     set_config("llm_speak_replies", "true")
     elevenlabs_fake.set_mode("401")

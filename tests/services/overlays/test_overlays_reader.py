@@ -105,6 +105,7 @@ def link(settings):
         relay.close()
 
 
+@pytest.mark.slow
 def test_pages_sharing_the_reader_hear_of_an_outage_and_get_the_cards_published_during_it(
     overlay_stream, settings, link
 ):

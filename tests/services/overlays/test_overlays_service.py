@@ -22,6 +22,7 @@ def cards_in(stream: str) -> list[dict]:
     return [json.loads(fields["card"]) for _, fields in publisher().xrange(stream)]
 
 
+@pytest.mark.slow
 def test_it_pushes_one_card_and_holds_it_for_the_display_time(overlay_stream):
     event = gift(live_session(), "Rose", nickname="Lucia", count=3)
     service = OverlaysService(display_times={"GiftEvent": 1.2})
@@ -68,6 +69,7 @@ def test_it_lets_go_of_held_cards_when_stopping(overlay_stream):
     assert time.monotonic() - stopping < 5
 
 
+@pytest.mark.slow
 def test_it_waits_for_redis_then_asks_the_queue_for_a_retry(overlay_stream, settings):
     """Nothing listens on port 9: Redis stays away for the whole (shortened) wait."""
     event = gift(live_session(), "Rose")

@@ -37,6 +37,7 @@ def test_it_replays_a_fresh_card_to_a_page_that_opens_after_it(overlay_stream, f
     assert 0 < got["data"]["remaining_ms"] <= 8000
 
 
+@pytest.mark.slow
 def test_it_resumes_after_the_last_card_the_page_saw(overlay_stream, fast_heartbeat):
     first = publish_card(card("seen"))
     second = publish_card(card("missed"))
@@ -51,6 +52,7 @@ def test_it_resumes_after_the_last_card_the_page_saw(overlay_stream, fast_heartb
     assert after["event"] == "ping", "nothing else was published"
 
 
+@pytest.mark.slow
 def test_it_does_not_replay_a_card_whose_time_is_over(overlay_stream, fast_heartbeat):
     publish_card(card("gone", duration_ms=50))
     time.sleep(0.3)
@@ -75,6 +77,7 @@ def test_it_delivers_a_card_published_while_listening(overlay_stream, fast_heart
     assert [c["data"]["id"] for c in cards] == ["live"]
 
 
+@pytest.mark.slow
 def test_it_ends_the_stream_so_the_browser_reconnects(overlay_stream, fast_heartbeat, settings):
     settings.OVERLAYS_SSE_MAX_SECONDS = 2
     started = time.monotonic()
@@ -169,6 +172,7 @@ def test_a_page_that_opens_while_redis_is_away_gets_a_stream_not_an_error(overla
     assert len(messages) >= 3
 
 
+@pytest.mark.slow
 def test_the_endpoint_answers_200_while_redis_is_away(client, db, overlay_stream, fast_heartbeat, settings):
     settings.REDIS_URL = "redis://127.0.0.1:9/0"
     settings.OVERLAYS_SSE_MAX_SECONDS = 2
