@@ -73,6 +73,7 @@ class DrainWatchdog(threading.Thread):
 
         from project.queue_system.drain import link, repair
         from project.queue_system.recovery import recover_idle
+        from project.queue_system.restarts import reconcile
         from project.queue_system.topology import all_topologies
 
         close_old_connections()
@@ -80,6 +81,7 @@ class DrainWatchdog(threading.Thread):
         idle_since, self._checked_at = self._checked_at, timezone.now()
         armed = 0
         current = link()
+        reconcile(current.connection)
         for topology in all_topologies(self.slugs):
             main = queues.main_queue_name(topology.slug)
             names = [main, queues.DISCARDED_QUEUE]

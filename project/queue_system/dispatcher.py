@@ -40,7 +40,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from project.queue_system import queues, topology
+from project.queue_system import queues, restarts, topology
 from project.queue_system.broker import CONNECTION_ERRORS, BrokerError, abandon, close_quietly, open_connection
 from project.queue_system.drain import ItemKey, arm_many, arming_requests
 from project.queue_system.models import QueueItem, Service, ServiceEventConfig
@@ -227,6 +227,8 @@ class EventDispatcher:
         if self._publisher is None or not self._publisher.is_open:
             self.reset(failed=True)
             self._connection = open_connection(self._url)
+            # Before the first publish on it: what a broker restart dropped (restarts.py).
+            restarts.reconcile(self._connection)
             self._publisher = ConfirmingPublisher(self._connection)
         return self._publisher
 

@@ -13,7 +13,9 @@ Per service ``s`` (see "Queue topology" in docs/architecture.md):
   right to have one drain ticket for that type in ``svc.s``.
 
 Shared: the ``events`` direct exchange (routing key = queue name) and the
-``events.discarded`` fanout exchange + queue that receive what the policies drop.
+``events.discarded`` fanout exchange + queue that receive what the policies drop;
+``tte.broker-epoch``, a queue that is not durable: its absence tells that the broker
+restarted since it was declared (``restarts.py``).
 
 This module imports nothing from Django models so ``project.celery`` can use it
 before Django is set up.
@@ -32,6 +34,8 @@ MAX_PRIORITY = 10
 # "tte." (TikTok Live Events) names the policies this project puts, so they are told from
 # others on a shared broker and never matched by another project's pattern.
 POLICY_PREFIX = "tte."
+# Not durable, never holds a message: a broker restart removes it (see restarts.py).
+EPOCH_QUEUE = "tte.broker-epoch"
 
 # Arguments of each kind of queue. Changing one is a migration: RabbitMQ refuses
 # to redeclare an existing queue with other arguments (PRECONDITION_FAILED).

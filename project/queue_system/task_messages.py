@@ -58,11 +58,16 @@ def drain_ticket_message(slug: str, event_type: str, priority: int) -> amqp.Mess
 
 
 def discardable_message(queue_item_id: int, event_type: str, priority: int) -> amqp.Message:
-    """What waits in ``svc.<slug>.discardable.<T>``: read by a drain ticket or, when dropped, the discard consumer."""
+    """What waits in ``svc.<slug>.discardable.<T>``: read by a drain ticket or, when dropped, the discard consumer.
+
+    Transient (delivery mode 1): the broker keeps it in memory and confirms it without
+    a disk write, about 1.5× its persistent rate. A broker restart drops the ones still
+    queued; their items are then marked discarded, "broker restarted" (``restarts.py``).
+    """
     return amqp.Message(
         json.dumps({"queue_item_id": queue_item_id, "event_type": event_type, "priority": priority}),
         content_type="application/json",
-        delivery_mode=2,
+        delivery_mode=1,
     )
 
 

@@ -153,7 +153,10 @@ def declare_all(
     own = connection is None
     connection = connection or open_connection()
     try:
+        from project.queue_system.restarts import reconcile
+
         topologies = all_topologies(slugs)
+        reconcile(connection)
         channel = connection.channel()
         declare_base(channel)
         channel.close()
