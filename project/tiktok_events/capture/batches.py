@@ -34,3 +34,4 @@ class WriteResult:
     items_created: int = 0
     settled: list[BatchOutcome] = field(default_factory=list)
     store_ms: float = 0.0  # the batch's transaction: rows, QueueItems, commit
+    priority_types: frozenset[str] | None = None  # what the priority lane takes now (handoff.priority_types)

@@ -23,17 +23,35 @@ batch at a handful of queries.)
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from project.queue_system.dispatcher import EventDispatcher
+from project.queue_system.models import ServiceEventConfig
 from project.queue_system.streaming import BatchOutcome, DispatchPipeline
 from project.tiktok_events.capture.batches import WriteBatch, WriteResult
 from project.tiktok_events.capture.store import DUPLICATE_ERRORS, write_batch
 
+log = logging.getLogger("capture.writer")
 _local = threading.local()
+
+PRIORITY_TYPES_SECONDS = 5.0  # how old the priority lane's list of types may be
+_priority_types: tuple[float, frozenset[str]] | None = None
+
+
+def priority_types() -> frozenset[str]:
+    """The event types some active service keeps (an enabled, non-discardable config): what the
+    capture's priority lane stores and publishes ahead of the rest. Read again every few seconds,
+    so a config changed in the admin applies to the live under way."""
+    global _priority_types
+    now = time.monotonic()
+    if _priority_types is None or now - _priority_types[0] > PRIORITY_TYPES_SECONDS:
+        kept = ServiceEventConfig.objects.filter(enabled=True, discardable=False, service__is_active=True)
+        _priority_types = (now, frozenset(kept.values_list("event_type", flat=True).distinct()))
+    return _priority_types[1]
 
 
 def _pipeline() -> DispatchPipeline:
@@ -67,6 +85,10 @@ def write_and_dispatch(batch: WriteBatch) -> WriteResult:
     # A batch without items is settled at once (the pipeline reports it among the others).
     pipeline.submit(batch.number, items)
     result.settled += pipeline.take_settled()
+    try:
+        result.priority_types = priority_types()
+    except DatabaseError as exc:  # the batch is stored and handed over: it must not be retried
+        log.warning("could not read which event types the priority lane takes", extra={"error": str(exc)[:200]})
     return result
 
 

@@ -10,6 +10,13 @@ the load and a flood costs one round trip per batch, not per event; and the
 broker confirms one batch while the writer stores the next (see
 ``handoff.write_and_dispatch``): a batch's confirmation comes back with the
 next write, or from ``finish`` when no batch follows.
+
+The priority lane: the events some service keeps (a non-discardable config: gifts,
+follows, subscriptions) go through a second writer of their own, in their own small
+batches, so a gift that arrives in a flood never waits for a large batch of likes to
+be stored and confirmed. Each lane keeps the order in which its events arrived; while
+events wait on disk (PostgreSQL was away) every new event goes through the main lane,
+in order behind them.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Coroutine
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from project.tiktok_events.capture.backlog import Backlog
@@ -58,6 +67,29 @@ def dispatchable(captured: CapturedEvent) -> bool:
     return captured.event_type not in NEVER_DISPATCHED and is_news(captured)
 
 
+@dataclass(eq=False)
+class Lane:
+    """The rows waiting for one writer, and what that writer is doing with them."""
+
+    name: str
+    writer: BatchWriter
+    new: list[EventRow] = field(default_factory=list)  # rows to insert, in arrival order
+    updated: dict[int, EventRow] = field(default_factory=dict)  # rows stored, changed since
+    dispatch: list[EventRow] = field(default_factory=list)  # rows to dispatch once written
+    writing: list[EventRow] = field(default_factory=list)  # the inserts of the batch being written
+    writing_number: int | None = None  # ... and its number
+    task: asyncio.Task | None = None  # a write or a settling, one at a time
+    awaiting: set[int] = field(default_factory=set)  # its batches whose confirms are still awaited
+
+    @property
+    def pending(self) -> int:
+        return len(self.new) + len(self.updated) + len(self.dispatch)
+
+    @property
+    def waiting(self) -> int:
+        return len(self.new) + len(self.updated) + len(self.writing)
+
+
 class CapturePipeline:
     def __init__(
         self,
@@ -67,9 +99,15 @@ class CapturePipeline:
         streak_timeout: float,
         backlog: Backlog | None = None,
         host_username: str = "",
+        priority_writer: BatchWriter | None = None,
     ) -> None:
         self.output = output
-        self.writer = writer
+        self.main = Lane("main", writer)
+        self.priority = Lane("priority", priority_writer) if priority_writer is not None else None
+        self._lanes = [lane for lane in (self.priority, self.main) if lane is not None]
+        # The event types the priority lane takes: those some active service keeps (refreshed
+        # from every batch's result; see handoff.priority_types).
+        self.priority_types: frozenset[str] = frozenset()
         self.backlog = backlog or Backlog(output)
         self.session_id: int | None = None
         self.streaks = StreakTracker(streak_timeout)
@@ -82,19 +120,13 @@ class CapturePipeline:
         self._message: Any = None  # ... the BaseProtoMessage itself
         self.host = Host(host_username)
         self._subscriptions = RecentSubscriptions()
-        self._new: list[EventRow] = []
-        self._updated: dict[int, EventRow] = {}
-        self._dispatch: list[EventRow] = []
         self._like_totals: collections.Counter[str] = collections.Counter()
         self._like_session_total = 0
         self._wakeup = asyncio.Event()
         self._closing = False
         self._tick = min(1.0, max(0.1, streak_timeout / 4))
         self._batch_number = 0
-        self._rows_queued = 0  # rows ever put in _new
-        self._rows_written = 0  # ... and ever stored (batches take them in order)
-        self._written_batch = 0  # the last batch stored
-        self._writing: list[EventRow] = []  # the inserts of the batch being written
+        self._rows_queued = 0  # rows ever queued for insert (their ``seq`` numbers them)
         self._streaks_closed = False
         # Batches stored whose confirms are still awaited: number → (dispatched rows, items).
         self._awaiting: dict[int, tuple[list[EventRow], int]] = {}
@@ -181,6 +213,8 @@ class CapturePipeline:
         dispatch = dispatchable(captured)
         if captured.event_type == "GiftEvent" and dispatch:
             outcome = self.streaks.gift(captured, time.monotonic())
+            if outcome.new:
+                outcome.row.priority = self._takes_priority(captured)
             self._queue(outcome.row, new=outcome.new, dispatch=outcome.dispatch)
         else:
             # (A gift of TikTok's history is stored as it came, outside the streaks.)
@@ -188,8 +222,15 @@ class CapturePipeline:
                 self._add_like_totals(captured)
             elif captured.event_type == "LiveEndEvent":
                 self.live_ended = True
-            self._queue(EventRow(captured), new=True, dispatch=dispatch)
+            row = EventRow(captured)
+            row.priority = dispatch and self._takes_priority(captured)
+            self._queue(row, new=True, dispatch=dispatch)
         self._wakeup.set()
+
+    def _takes_priority(self, captured: CapturedEvent) -> bool:
+        """A row goes through the priority lane for good (its insert, its updates, its dispatch:
+        one writer, in order) when a service keeps its type and nothing waits on disk."""
+        return self.priority is not None and captured.event_type in self.priority_types and self.backlog.spill is None
 
     def _add_like_totals(self, captured: CapturedEvent) -> None:
         """The capture's running sums of per-message counts (lower bounds: TikTok batches
@@ -210,28 +251,41 @@ class CapturePipeline:
         captured.event_data["session_total"] = self.stats.likes_counted = self._like_session_total
 
     def _queue(self, row: EventRow, *, new: bool, dispatch: bool) -> None:
+        lane = self.priority if row.priority and self.priority is not None else self.main
         if new:
-            self._new.append(row)
+            row.seq = self._rows_queued
             self._rows_queued += 1
+            lane.new.append(row)
         else:
-            self._updated[id(row)] = row
+            lane.updated[id(row)] = row
         if dispatch:
-            self._dispatch.append(row)
+            lane.dispatch.append(row)
 
     # -- the flusher ------------------------------------------------------------------------------
 
     @property
     def pending(self) -> int:
-        return len(self._new) + len(self._updated) + len(self._dispatch)
+        return sum(lane.pending for lane in self._lanes)
 
     @property
     def waiting(self) -> int:
-        """Events held in memory until stored: queued, and in the batch being written."""
-        return len(self._new) + len(self._updated) + len(self._writing)
+        """Events held in memory until stored: queued, and in the batches being written."""
+        return sum(lane.waiting for lane in self._lanes)
+
+    def _unstored_heads(self) -> list[EventRow]:
+        """The oldest row not stored yet of each list (each list is in arrival order)."""
+        return [rows[0] for lane in self._lanes for rows in (lane.writing, lane.new) if rows]
 
     def _oldest_waiting(self) -> float | None:
-        rows = self._writing or self._new
-        return rows[0].event.received_mono if rows else None
+        heads = self._unstored_heads()
+        return min(row.event.received_mono for row in heads) if heads else None
+
+    def _stored_through(self) -> tuple[int, int]:
+        """(n, b): every row queued before the n-th one is stored, and every batch up to b."""
+        heads = self._unstored_heads()
+        rows = min(row.seq for row in heads) if heads else self._rows_queued
+        writing = [lane.writing_number for lane in self._lanes if lane.writing_number is not None]
+        return rows, (min(writing) - 1 if writing else self._batch_number)
 
     async def run(self) -> None:
         """Write batches until ``close()`` and everything queued is written."""
@@ -254,18 +308,42 @@ class CapturePipeline:
                 for row in self.streaks.close_all(time.monotonic()):
                     self._queue(row, new=False, dispatch=True)
             self.backlog.report(self.waiting, self._oldest_waiting())
-            if self.session_id is None or not self.pending:
-                if self._awaiting:
-                    # Idle: collect the confirmations of what is in flight (their
-                    # times were taken when they arrived; only the counting waits).
-                    # Briefly, unless closing: a broker that stopped confirming must
-                    # not keep the next events from being stored.
-                    await self._finish_in_flight(None if self._closing else IDLE_SETTLE_SECONDS)
-                self.backlog.release_if_stored(self._rows_written, self._written_batch)
-                if self._closing and (self.session_id is None or not self.pending) and self.backlog.spill is None:
-                    return
+            for lane in self._lanes:
+                if lane.task is not None:
+                    continue
+                if self.session_id is not None and lane.pending:
+                    self._start(lane, self._write(lane, self._cut(lane)), wake=True)
+                elif lane.awaiting:
+                    # Idle: collect the confirmations of what is in flight (their times were
+                    # taken when they arrived; only the counting waits). Briefly, unless
+                    # closing: a broker that stopped confirming must not keep the next events
+                    # from being stored.
+                    self._start(lane, self._settle(lane, None if self._closing else IDLE_SETTLE_SECONDS), wake=False)
+            if any(lane.task is not None for lane in self._lanes):
                 continue
-            await self._write(self._cut())
+            self.backlog.release_if_stored(*self._stored_through())
+            if self._closing and (self.session_id is None or not self.pending) and self.backlog.spill is None:
+                return
+
+    def _start(self, lane: Lane, work: Coroutine[None, None, None], *, wake: bool) -> None:
+        """Run ``work`` as the lane's one task; ``wake``: look again as soon as it is done."""
+
+        def done(task: asyncio.Task) -> None:
+            lane.task = None
+            if not task.cancelled() and task.exception() is not None:
+                log.error("a capture lane's task failed", exc_info=task.exception(), extra={"lane": lane.name})
+            if wake or self._closing:
+                self._wakeup.set()
+
+        lane.task = asyncio.create_task(work, name=f"capture-{lane.name}")
+        lane.task.add_done_callback(done)
+
+    async def stop_tasks(self) -> None:
+        """Cancel what the lanes are doing (the run was given up; see ``keep_unstored_on_disk``)."""
+        tasks = [lane.task for lane in self._lanes if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def keep_unstored_on_disk(self) -> int:
         """For a run that ends before PostgreSQL is back (``run`` given up): every event not
@@ -277,7 +355,8 @@ class CapturePipeline:
         """
         if self.session_id is None:
             return 0
-        unstored = [row.event for row in self._writing + self._new if row.pk is None]
+        rows = [row for lane in self._lanes for row in lane.writing + lane.new if row.pk is None]
+        unstored = [row.event for row in sorted(rows, key=lambda row: row.seq)]
         try:
             return self.backlog.keep_for_next_start(unstored, self.session_id)
         except OSError:
@@ -297,22 +376,26 @@ class CapturePipeline:
         self._closing = True
         self._wakeup.set()
 
-    def _cut(self) -> tuple[WriteBatch, list[EventRow], list[EventRow]]:
-        """The batch to write, the rows of its inserts (in order) and the rows it dispatches."""
+    def _cut(self, lane: Lane) -> tuple[WriteBatch, list[EventRow], list[EventRow]]:
+        """The lane's batch to write, the rows of its inserts (in order) and the rows it dispatches.
+
+        A row's insert, updates and dispatch all go through its one lane, whose batches are
+        written one at a time: a row updated here was inserted by an earlier batch, done.
+        """
         assert self.session_id is not None
         self._batch_number += 1
         batch = WriteBatch(self.session_id, self._batch_number)
         # At most MAX_BATCH_ROWS inserts (a backlog after an outage goes in several batches);
         # the rest stay queued, their updates and dispatches carried by their own insert.
-        later = {id(row) for row in self._new[MAX_BATCH_ROWS:]}
+        later = {id(row) for row in lane.new[MAX_BATCH_ROWS:]}
         inserted: list[EventRow] = []
         position: dict[int, int] = {}
-        for row in self._new[:MAX_BATCH_ROWS]:
+        for row in lane.new[:MAX_BATCH_ROWS]:
             position[id(row)] = len(batch.inserts)
             batch.inserts.append(row.snapshot())
             inserted.append(row)
         update_position: dict[int, int] = {}
-        for key, row in self._updated.items():
+        for key, row in lane.updated.items():
             # Updated since its insert was cut: its values go in this update. A row with
             # no primary key was a duplicate the database refused: nothing to update.
             if key not in position and key not in later and row.pk is not None:
@@ -320,7 +403,7 @@ class CapturePipeline:
                 batch.updates.append((row.pk, row.snapshot()))
         dispatched: list[EventRow] = []
         keep: list[EventRow] = []
-        for row in self._dispatch:
+        for row in lane.dispatch:
             if row.dispatched:
                 continue
             if id(row) in position:
@@ -333,58 +416,64 @@ class CapturePipeline:
                 continue
             row.dispatched = True
             dispatched.append(row)
-        self._new, self._updated, self._dispatch = self._new[MAX_BATCH_ROWS:], {}, keep
-        self._writing = inserted
+        lane.new, lane.updated, lane.dispatch = lane.new[MAX_BATCH_ROWS:], {}, keep
+        lane.writing, lane.writing_number = inserted, batch.number
         return batch, inserted, dispatched
 
-    async def _write(self, cut: tuple[WriteBatch, list[EventRow], list[EventRow]]) -> None:
+    async def _write(self, lane: Lane, cut: tuple[WriteBatch, list[EventRow], list[EventRow]]) -> None:
         batch, inserted, dispatched = cut
         attempt = 0
         while True:
             try:
-                result = await self.writer.write(batch)
+                result = await lane.writer.write(batch)
                 break
             except Exception as exc:
                 if isinstance(exc, BrokenProcessPool):
-                    self._lose_in_flight()
+                    self._lose_in_flight(lane)
                 # PostgreSQL unreachable, the writer process died...: keep the batch and
                 # try again (nothing is dropped).
                 delay = WRITE_RETRY_SECONDS[min(attempt, len(WRITE_RETRY_SECONDS) - 1)]
                 attempt += 1
                 self.stats.write_retries += 1
-                log.error("writing a batch failed; retrying", extra={"error": str(exc)[:300], "rows": len(batch)})
+                log.error(
+                    "writing a batch failed; retrying",
+                    extra={"error": str(exc)[:300], "rows": len(batch), "lane": lane.name},
+                )
                 if attempt == 1:
                     self.output.warning(f"Could not store a batch of events ({exc}); retrying...")
                 await asyncio.sleep(delay)
                 self.backlog.report(self.waiting, self._oldest_waiting())
         for row, pk in zip(inserted, result.ids, strict=True):
             row.pk = pk
-        self._writing = []
-        self._rows_written += len(inserted)
-        self._written_batch = batch.number
-        self._after_write(batch.number, inserted, dispatched, result)
-        self.backlog.release_if_stored(self._rows_written, self._written_batch)
+        lane.writing, lane.writing_number = [], None
+        if result.priority_types is not None:
+            self.priority_types = result.priority_types
+        self._after_write(lane, batch.number, inserted, dispatched, result)
+        self.backlog.release_if_stored(*self._stored_through())
 
-    async def _finish_in_flight(self, timeout: float | None = None) -> None:
+    async def _settle(self, lane: Lane, timeout: float | None = None) -> None:
         try:
-            settled = await self.writer.finish(timeout)
+            settled = await lane.writer.finish(timeout)
         except BrokenProcessPool:
-            self._lose_in_flight()
+            self._lose_in_flight(lane)
             return
         except Exception as exc:
-            # Settled by the next batch's call instead.
-            log.error("settling a batch in flight failed", extra={"error": str(exc)[:300]})
+            log.error("settling a batch in flight failed", extra={"error": str(exc)[:300], "lane": lane.name})
+            if self._closing:
+                self._lose_in_flight(lane)  # nothing follows to settle them
+            else:
+                await asyncio.sleep(self._tick)  # settled by the lane's next batch, or the next look
             return
         for done in settled:
-            self._after_confirm(done)
+            self._after_confirm(lane, done)
 
-    def _lose_in_flight(self) -> None:
-        """The writer process died: the confirms of its batches in flight will never be read.
+    def _lose_in_flight(self, lane: Lane) -> None:
+        """A writer process died: the confirms of its batches in flight will never be read.
 
         Their items are stored; the new writer publishes them first (``writer._recover``).
         """
-        items = sum(created for _, created in self._awaiting.values())
-        self._awaiting.clear()
+        items = sum(self._awaiting.pop(number, ([], 0))[1] for number in lane.awaiting)
+        lane.awaiting.clear()
         if items:
             self.output.warning(
                 f"The writer process died with {items} deliveries unconfirmed; "
@@ -392,7 +481,7 @@ class CapturePipeline:
             )
 
     def _after_write(
-        self, number: int, inserted: list[EventRow], dispatched: list[EventRow], result: WriteResult
+        self, lane: Lane, number: int, inserted: list[EventRow], dispatched: list[EventRow], result: WriteResult
     ) -> None:
         stats = self.stats
         stats.batches += 1
@@ -412,10 +501,14 @@ class CapturePipeline:
             if id(row) in dispatched_gifts:
                 self.output.event(row.event)
         self._awaiting[number] = (dispatched, result.items_created)
+        lane.awaiting.add(number)
+        if lane is self.priority:
+            stats.priority_batches += 1
         for done in result.settled:
-            self._after_confirm(done)
+            self._after_confirm(lane, done)
 
-    def _after_confirm(self, settled: BatchOutcome) -> None:
+    def _after_confirm(self, lane: Lane, settled: BatchOutcome) -> None:
+        lane.awaiting.discard(settled.number)
         dispatched, _ = self._awaiting.pop(settled.number, ([], 0))
         stats = self.stats
         stats.items_unconfirmed += settled.unconfirmed

@@ -25,6 +25,8 @@ class EventRow:
     pk: int | None = None
     last_seen: float = field(default_factory=time.monotonic)
     dispatched: bool = False
+    seq: int = 0  # the pipeline's count of rows queued before this one (arrival order)
+    priority: bool = False  # stored and published in the priority lane (pipeline.py)
 
     def snapshot(self) -> dict[str, Any]:
         event = self.event

@@ -43,7 +43,7 @@ from project.tiktok_events.capture.leftovers import store_leftovers
 from project.tiktok_events.capture.output import CaptureOutput
 from project.tiktok_events.capture.pipeline import CapturePipeline
 from project.tiktok_events.capture.retry import RetryPolicy, backoff_delay
-from project.tiktok_events.capture.writer import BatchWriter
+from project.tiktok_events.capture.writer import PRIORITY, BatchWriter, priority_lane_setting
 from project.tiktok_events.models import LiveSession
 
 # The session's own statements (create, room id, end) outlast a PostgreSQL restart
@@ -90,8 +90,16 @@ class CaptureRunner:
         # Session rows are written from a thread; event batches by the batch writer.
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-sessions")
         self.batch_writer = BatchWriter(separate_process=options.writer_process)
+        # The priority lane's own writer (pipeline.py), unless CAPTURE_PRIORITY_LANE=0.
+        self.priority_writer = (
+            BatchWriter(separate_process=options.writer_process, role=PRIORITY) if priority_lane_setting() else None
+        )
         self.pipeline = CapturePipeline(
-            output, self.batch_writer, streak_timeout=options.streak_timeout, host_username=options.username
+            output,
+            self.batch_writer,
+            streak_timeout=options.streak_timeout,
+            host_username=options.username,
+            priority_writer=self.priority_writer,
         )
         self.session: LiveSession | None = None
         self.reconnects = 0
@@ -133,9 +141,12 @@ class CaptureRunner:
         try:
             self.output.starting(self.options.username)
             # The writer process starts while this one prepares protobuf parsing (both ≈ 0.5 s).
-            writer_ready = asyncio.ensure_future(self.batch_writer.start())
+            writers = [w for w in (self.batch_writer, self.priority_writer) if w is not None]
+            writers_ready = asyncio.gather(*(w.start() for w in writers))
             prepare_parsing()
-            await writer_ready
+            await writers_ready
+            if self.priority_writer is not None:
+                self.pipeline.priority_types = await self.priority_writer.priority_types()
             # Beside the live, not before it: a live does not wait for an old one's events.
             spill_dir = self.pipeline.backlog.spill_dir
             self._leftovers = asyncio.create_task(
@@ -370,6 +381,7 @@ class CaptureRunner:
             await asyncio.wait_for(flusher, timeout=120)
         except TimeoutError:
             # PostgreSQL is still away: what was received is kept on disk for the next start.
+            await self.pipeline.stop_tasks()
             kept = self.pipeline.keep_unstored_on_disk()
             log.error(
                 "pending events could not be written in 120 s; kept on disk for the next start",
@@ -393,6 +405,8 @@ class CaptureRunner:
             except TimeoutError:
                 log.error("a leftover spill file could not be stored in 120 s; it stays for the next start")
         await self.batch_writer.close()
+        if self.priority_writer is not None:
+            await self.priority_writer.close()
         if self.recorder is not None:
             self.recorder.close()
             self.output.line(f"⏺️  Recorded {self.recorder.frames} frames to {self.recorder.path}")

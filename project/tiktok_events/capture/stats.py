@@ -60,6 +60,7 @@ class CaptureStats:
     unreadable: int = 0
     unknown: int = 0
     batches: int = 0
+    priority_batches: int = 0  # of them, through the priority lane (pipeline.py)
     write_retries: int = 0
     spilled: int = 0  # events written to the spill file while PostgreSQL was away
     backlog_max: int = 0  # the most events waiting in memory at once
@@ -98,6 +99,7 @@ class CaptureStats:
             "unreadable_events": self.unreadable,
             "unknown_messages": self.unknown,
             "batches": self.batches,
+            "priority_batches": self.priority_batches,
             "write_retries": self.write_retries,
             "events_spilled": self.spilled,
             "backlog_max_events": self.backlog_max,

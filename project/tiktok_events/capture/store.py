@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import psycopg
@@ -97,14 +98,15 @@ DUPLICATE_ERRORS = (IntegrityError, psycopg.IntegrityError)
 
 # Primary keys are taken from the table's sequence this many at a time (one round
 # trip every few batches instead of one per batch); what a process does not use
-# is a gap in the ids, as after any rollback. One pool per database, used by the
-# writer process's one storing thread.
+# is a gap in the ids, as after any rollback. One pool per database and storing
+# thread (the priority lane's writer may be a thread beside the main one's).
 ID_BLOCK = 500
-_id_pools: dict[str, list[int]] = {}
+_id_pools = threading.local()
 
 
 def _reserve_ids(cursor, table: str, count: int) -> list[int]:
-    pool = _id_pools.setdefault(connection.settings_dict["NAME"], [])
+    pools = _id_pools.__dict__.setdefault("pools", {})
+    pool = pools.setdefault(connection.settings_dict["NAME"], [])
     if len(pool) < count:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",

@@ -5,6 +5,10 @@ machine) and storing plus dispatching an event costs about as much again
 (QueueItems through the ORM, publishing with confirms). In one process both
 share one core through the GIL; the writer process gives the capture two.
 Batches go to it in order, one at a time, as plain data (``WriteBatch``).
+
+The priority lane (pipeline.py) has a writer process of its own (``role=PRIORITY``):
+its small batches of gifts, follows and subscriptions never queue behind the main
+writer's batch of likes.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import TYPE_CHECKING
 
 # Only Django-free imports here: the writer process imports this module before
 # django.setup() has run (in its initializer).
+from project.env import env_bool
 from project.tiktok_events.capture.batches import WriteBatch, WriteResult
 
 if TYPE_CHECKING:
@@ -30,6 +36,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("capture.writer")
 
 PARENT_CHECK_SECONDS = 1.0
+MAIN = "main"
+PRIORITY = "priority"
+
+
+def priority_lane_setting() -> bool:
+    """CAPTURE_PRIORITY_LANE (default on): gifts, follows and subscriptions through their own writer."""
+    return env_bool("CAPTURE_PRIORITY_LANE", True)
 
 
 def _start_worker() -> None:
@@ -73,10 +86,17 @@ def _finish(timeout: float | None) -> list[BatchOutcome]:
     return finish(timeout)
 
 
-def _warm_up(*, pending_older_than: float = 10.0, left_by: str = "an earlier run") -> int:
+def _priority_types() -> frozenset[str]:
+    from project.tiktok_events.capture.handoff import priority_types
+
+    return priority_types()
+
+
+def _warm_up(*, pending_older_than: float = 10.0, left_by: str = "an earlier run", redispatch: bool = True) -> int:
     """Connections, queues and policies ready before the first batch; then what ``left_by``
     left pending (``redispatch_pending``; items younger than ``pending_older_than`` seconds
-    may still be a live capture's own). Returns how many items were republished."""
+    may still be a live capture's own; not by the priority lane's writer: the main one does
+    it). Returns how many items were republished."""
     from django.db import connection
 
     from project.queue_system.dispatcher import redispatch_pending
@@ -85,6 +105,8 @@ def _warm_up(*, pending_older_than: float = 10.0, left_by: str = "an earlier run
     connection.ensure_connection()
     dispatcher = handoff.dispatcher()
     dispatcher.warm_up()
+    if not redispatch:
+        return 0
     result = redispatch_pending(older_than=pending_older_than, dispatcher=dispatcher)
     if result.confirmed:
         log.warning(f"republished the items {left_by} left pending", extra={"items": result.confirmed})
@@ -118,34 +140,35 @@ def _process_executor() -> ProcessPoolExecutor:
     )
 
 
-_prestarted: tuple[ProcessPoolExecutor, Future] | None = None
+_WARM_UPS = {MAIN: _warm_up, PRIORITY: partial(_warm_up, redispatch=False)}
+_prestarted: dict[str, tuple[ProcessPoolExecutor, Future]] = {}
 
 
 def prestart() -> None:
-    """Start a writer process and its warm-up now, while the caller does other slow work (the
-    capture command, while the simulator boots: each of the three loads for seconds, on two
-    cores). The next ``BatchWriter`` with a separate process takes it over."""
-    global _prestarted
-    if _prestarted is None:
-        executor = _process_executor()
-        _prestarted = (executor, executor.submit(_warm_up))
+    """Start the writer processes and their warm-ups now, while the caller does other slow work
+    (the capture command, while the simulator boots: each of them loads for seconds, on two
+    cores). The next ``BatchWriter`` of each role with a separate process takes it over."""
+    roles = [MAIN, PRIORITY] if priority_lane_setting() else [MAIN]
+    for role in roles:
+        if role not in _prestarted:
+            executor = _process_executor()
+            _prestarted[role] = (executor, executor.submit(_WARM_UPS[role]))
 
 
 def discard_prestarted() -> None:
-    """Stop a prestarted writer nobody took over (the run ended before it began)."""
-    global _prestarted
-    if _prestarted is not None:
-        (executor, _warming), _prestarted = _prestarted, None
+    """Stop the prestarted writers nobody took over (the run ended before it began)."""
+    while _prestarted:
+        _role, (executor, _warming) = _prestarted.popitem()
         executor.shutdown(wait=True, cancel_futures=True)
 
 
 class BatchWriter:
-    def __init__(self, *, separate_process: bool = True) -> None:
-        global _prestarted
+    def __init__(self, *, separate_process: bool = True, role: str = MAIN) -> None:
         self.separate_process = separate_process
+        self.role = role
         self._warming: Future | None = None
-        if separate_process and _prestarted is not None:
-            (self._executor, self._warming), _prestarted = _prestarted, None
+        if separate_process and role in _prestarted:
+            self._executor, self._warming = _prestarted.pop(role)
         else:
             self._executor: Executor = self._new_executor()
 
@@ -159,7 +182,11 @@ class BatchWriter:
         if self._warming is not None:
             await asyncio.wrap_future(self._warming)
             return
-        await asyncio.get_running_loop().run_in_executor(self._executor, _warm_up)
+        await asyncio.get_running_loop().run_in_executor(self._executor, _WARM_UPS[self.role])
+
+    async def priority_types(self) -> frozenset[str]:
+        """The event types some active service keeps (see ``handoff.priority_types``)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, _priority_types)
 
     async def write(self, batch: WriteBatch) -> WriteResult:
         loop = asyncio.get_running_loop()
