@@ -5,7 +5,7 @@
     python scripts/tiktok_simulator.py --scenario-file my_live.json --port 8765
     python scripts/tiktok_simulator.py --replay last_night.ttlive --speed 2
 
-Scenarios: demo, flood, steady, streaks, disconnect, weird-names, malformed,
+Scenarios: demo, flood, steady, live-load, streaks, disconnect, weird-names, malformed,
 live-end, offline, not-found, rate-limit, offline-then-live, blocked, rate-limit-long
 (see scripts/tiktok_sim/scenarios.py for the JSON step format of --scenario-file).
 --replay plays a recording made with ``manage.py capture_tiktok_live --record FILE``
@@ -32,7 +32,7 @@ import sys
 
 from aiohttp import web
 from tiktok_sim.replay import ReplayError, load_replay
-from tiktok_sim.scenarios import BUILT_IN, ScenarioError, flood, load_file, steady
+from tiktok_sim.scenarios import BUILT_IN, ScenarioError, flood, live_load, load_file, steady
 from tiktok_sim.server import LiveRoom, build_app
 
 
@@ -54,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steady-rate", type=float, default=300.0, help="messages per second of the steady scenario")
     parser.add_argument("--steady-seconds", type=float, help="the steady live ends after this long (default: never)")
     parser.add_argument(
+        "--phase-seconds",
+        type=float,
+        default=20.0,
+        help="live-load: each phase's length (idle, then --steady-rate of the demo mix, then the flood's rates)",
+    )
+    parser.add_argument(
         "--sent-log",
         metavar="PATH",
         help="append one line per message sent: msg_id, type, repeat_count, send time (ms since the epoch)",
@@ -71,6 +77,8 @@ async def serve(args: argparse.Namespace) -> None:
         scenario = flood(args.flood_seconds, args.flood_likes, args.flood_comments)
     elif args.scenario == "steady":
         scenario = steady(args.steady_rate, args.steady_seconds)
+    elif args.scenario == "live-load":
+        scenario = live_load(args.phase_seconds, args.steady_rate, args.flood_likes, args.flood_comments)
     else:
         scenario = BUILT_IN[args.scenario]()
     # Line-buffered: a bench reads it while the live runs, and the process may be killed at the end.

@@ -11,13 +11,13 @@ max-length / drop-head / dead-letter policy) and publishes with the dispatcher's
 ``ConfirmingPublisher`` and message builders, ``--batch`` messages per confirm wait:
 
   main_per_s         persistent ``process_event`` tasks into ``svc.<slug>`` (gifts)
-  discardable_per_s  persistent discardable messages into the bounded queue: past
-                     ``max_queue_size`` every publish also dead-letters the oldest
-                     into ``events.discarded`` (likes in a flood)
+  discardable_per_s  discardable messages (transient, as the dispatcher sends them) into
+                     the bounded queue: past ``max_queue_size`` every publish also
+                     dead-letters the oldest into ``events.discarded`` (likes in a flood)
   flood_mix_per_s    the flood's mix: 10 % main, 90 % discardable, interleaved
-  transient_discardable_per_s
-                     the discardable case with non-persistent messages, for comparison
-                     (not what the dispatcher sends: a broker restart would lose them)
+  persistent_discardable_per_s
+                     the discardable case with persistent messages, for comparison (what
+                     the dispatcher sent before discardable messages became transient)
   flood_events_per_s flood_mix_per_s / 2: events per second when each event goes to
                      two services, as in queue_flood.py
 
@@ -61,7 +61,7 @@ def publish_rate(publisher, destinations, messages: int, batch: int) -> float:
     return messages / (time.perf_counter() - started)
 
 
-CASES = ("main_per_s", "discardable_per_s", "flood_mix_per_s", "transient_discardable_per_s")
+CASES = ("main_per_s", "discardable_per_s", "flood_mix_per_s", "persistent_discardable_per_s")
 
 
 def measure(messages: int, batch: int, max_queue_size: int, cases: tuple[str, ...] = CASES) -> dict:
@@ -99,9 +99,9 @@ def measure(messages: int, batch: int, max_queue_size: int, cases: tuple[str, ..
         def like(pk: int) -> amqp.Message:
             return discardable_message(pk, "LikeEvent", 2)
 
-        def transient_like(pk: int) -> amqp.Message:
+        def persistent_like(pk: int) -> amqp.Message:
             message = like(pk)
-            message.properties["delivery_mode"] = 1
+            message.properties["delivery_mode"] = 2
             return message
 
         mix = [(main_queue, gift)] + [(discardable, like)] * 9
@@ -109,7 +109,7 @@ def measure(messages: int, batch: int, max_queue_size: int, cases: tuple[str, ..
             "main_per_s": [(main_queue, gift)],
             "discardable_per_s": [(discardable, like)],
             "flood_mix_per_s": mix,
-            "transient_discardable_per_s": [(discardable, transient_like)],
+            "persistent_discardable_per_s": [(discardable, persistent_like)],
         }
         log(f"broker ceiling, vhost {vhost}: {messages} messages per case, {batch} per confirm wait ...")
         publish_rate(publisher, mix, min(2000, messages), batch)  # warm-up, not counted

@@ -21,7 +21,8 @@ Phases, in this order:
      as in the baseline); the handler writes ``time.time()`` into Redis. The
      log splits it: call → insert, insert → claimed, claimed → handler.
   3. SYNC worker rate: a backlog of non-discardable items for the SYNC service
-     only, no-op handler.
+     only, no-op handler; then the same for the plain Celery worker's no-op task
+     (``celery_baseline.worker_rate``).
   4. Flood: batches of the mix to both services through the pipelined
      dispatcher the capture uses (``queue_system.streaming.DispatchPipeline``:
      this thread creates each batch's items, another publishes them and reads
@@ -65,6 +66,13 @@ The last line printed is one JSON object:
                          flood and its settling (max_queue_size next to it)
   celery_confirm_per_s   plain Celery send_task with confirm_publish, one at a time
   celery_p99_ms          plain Celery send_task → handler start on an idle worker, p99
+  celery_worker_items_per_s
+                         a plain Celery prefork worker (concurrency 1) on a backlog of
+                         no-op tasks; worker_vs_celery_worker = worker_items_per_s / it
+                         (target ≥ 0.5)
+  dispatched_vs_celery_confirm, keep_vs_celery_p99
+                         the targets' ratios: dispatched_per_s / celery_confirm_per_s
+                         (≥ 4), keep_p99_ms / celery_p99_ms (≤ 2)
   broker_ceiling_events_per_s
                          measured first, with nothing else running: two-service flood
                          events/s RabbitMQ alone takes right now (broker_ceiling.py's
@@ -96,6 +104,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
+import celery_baseline  # noqa: E402
 from bench_setup import (  # noqa: E402 - after the path set-up
     MachineGauge,
     cpu_busy_seconds,
@@ -103,7 +112,6 @@ from bench_setup import (  # noqa: E402 - after the path set-up
     use_bench_database,
 )
 from broker_ceiling import flood_events_per_s  # noqa: E402
-from celery import shared_task  # noqa: E402
 
 from project.queue_system.base_service import BaseQueueService  # noqa: E402
 from tests.support.broker import DepthSampler  # noqa: E402
@@ -113,9 +121,6 @@ from tests.support.waiting import wait_for  # noqa: E402
 
 KEY_ENV = "QUEUE_FLOOD_REDIS_KEY"
 SERVICE_CLASS = "scripts.bench.queue_flood.FloodService"
-PROBE_TASK = "queue_flood.probe"
-PLAIN_QUEUE = "flood.plain"
-CONFIRM_QUEUE = "flood.confirm"
 STREAMER = "queue-flood"
 SLUG_PREFIX = "flood-"
 LOCK_KEY = 0x7E5F_10D0  # pg_advisory_lock: one flood run per database at a time
@@ -155,22 +160,6 @@ class FloodService(BaseQueueService):
         if ms > 0:
             time.sleep(ms / 1000.0)
         return True
-
-
-_probe_redis = None
-
-
-@shared_task(name=PROBE_TASK, ignore_result=True)
-def probe(key: str, sent: float) -> None:
-    """The plain Celery baseline's no-op task: push its start time to Redis."""
-    global _probe_redis
-    started = time.time()
-    if _probe_redis is None:
-        import redis
-        from django.conf import settings
-
-        _probe_redis = redis.Redis.from_url(settings.REDIS_URL)
-    _probe_redis.rpush(key, json.dumps([sent, started]))
 
 
 # -- helpers ------------------------------------------------------------------
@@ -275,49 +264,13 @@ def wait_consuming(procs: Processes, queues_by_proc: dict[str, str], timeout: fl
 
 def celery_baselines(args, redis_client, key: str) -> tuple[float, list[float]]:
     """Plain Celery: confirmed send_task rate to an unconsumed queue, then round trips to an idle worker."""
-    from project.celery import app
-    from project.queue_system.broker import close_quietly, open_connection
-
-    # The baseline is a bare send_task: no task-sent event (the dispatcher sends none either).
-    app.conf.task_send_sent_event = False
-    assert app.conf.broker_transport_options.get("confirm_publish") is True
-    connection = open_connection()
-    try:
-        connection.channel().queue_declare(
-            CONFIRM_QUEUE, durable=True, auto_delete=False, arguments={"x-max-priority": 10}
-        )
-    finally:
-        close_quietly(connection)
-    for _ in range(20):  # connection, producer and queue declaration out of the timing
-        app.send_task(PROBE_TASK, args=[key + ":unused", 0.0], queue=CONFIRM_QUEUE)
-    started = time.perf_counter()
-    for _ in range(args.celery_messages):
-        app.send_task(PROBE_TASK, args=[key + ":unused", 0.0], queue=CONFIRM_QUEUE)
-    elapsed = time.perf_counter() - started
-    connection = open_connection()
-    try:
-        _, held, _ = connection.channel().queue_declare(CONFIRM_QUEUE, passive=True)
-    finally:
-        close_quietly(connection)
-    if held != args.celery_messages + 20:
-        raise RuntimeError(f"{CONFIRM_QUEUE} holds {held} messages, expected {args.celery_messages + 20}")
-    confirm_rate = args.celery_messages / elapsed
-    log(f"celery: {args.celery_messages} confirmed send_task in {elapsed:.2f} s = {confirm_rate:.0f}/s")
-
-    rt_key = f"{key}:plain"
-    latencies = []
-    for n in range(args.warmup + args.samples):
-        sent = time.time()
-        app.send_task(PROBE_TASK, args=[rt_key, sent], queue=PLAIN_QUEUE)
-        popped = redis_client.blpop(rt_key, timeout=30)
-        if popped is None:
-            raise TimeoutError("the plain Celery worker did not run the probe task within 30 s")
-        _, started_at = json.loads(popped[1])
-        if n >= args.warmup:
-            latencies.append((started_at - sent) * 1000)
-        time.sleep(args.gap_ms / 1000)
+    rate = celery_baseline.confirm_rate(args.celery_messages, key)
+    log(f"celery: {args.celery_messages} confirmed send_task = {rate:.0f}/s")
+    latencies = celery_baseline.round_trips(
+        redis_client, f"{key}:plain", samples=args.samples, warmup=args.warmup, gap_ms=args.gap_ms
+    )
     log(f"celery round trip: p50 {percentile(latencies, 0.5):.2f} ms p99 {percentile(latencies, 0.99):.2f} ms")
-    return confirm_rate, latencies
+    return rate, latencies
 
 
 def keep_latency(args, dispatcher, session, sync, asyncs, redis_client, key: str) -> list[float]:
@@ -755,27 +708,24 @@ def main() -> int:
     dispatcher = EventDispatcher()
     result: dict = {}
     try:
-        loglevel = ["--loglevel", args.worker_loglevel]
         for service in services:
             argv = launcher_argv(
                 service.slug, node_suffix=run, loglevel=args.worker_loglevel, quiet_tasks=not args.task_lines
             )
             procs.start(service.slug, argv)
-        procs.start(
-            "plain",
-            [sys.executable, "-m", "celery", "-A", "project.celery:app", "worker", "-Q", PLAIN_QUEUE,
-             "-n", f"plain@%h-{run}", "--pool", "prefork", "--concurrency", "1", "--prefetch-multiplier", "1",
-             "--task-events", "--without-gossip", "--without-mingle", "--include", "scripts.bench.queue_flood",
-             *loglevel],
-        )  # fmt: skip
+        procs.start("plain", celery_baseline.worker_argv(run, args.worker_loglevel))
         procs.start(DISCARDS, [sys.executable, str(ROOT / "manage.py"), "consume_discarded"])
         log("starting the workers ...")
-        wait_consuming(procs, {s.slug: main_queue_name(s.slug) for s in services} | {"plain": PLAIN_QUEUE})
+        wait_consuming(
+            procs, {s.slug: main_queue_name(s.slug) for s in services} | {"plain": celery_baseline.PLAIN_QUEUE}
+        )
         wait_consuming(procs, {DISCARDS: "events.discarded"})
 
         confirm_rate, celery_latencies = celery_baselines(args, redis_client, key)
         keep = keep_latency(args, dispatcher, session, sync, asyncs, redis_client, key)
         items_per_s, cpu_per_item = worker_rate(args, dispatcher, session, sync, asyncs, procs.procs[sync.slug].pid)
+        celery_items_per_s = celery_baseline.worker_rate(redis_client, f"{key}:noop", tasks=args.worker_items)
+        log(f"plain Celery prefork worker: {celery_items_per_s:.0f} no-op tasks/s from a backlog")
         flooded = flood(args, dispatcher, session, services, mix)
         for name in procs.procs:
             procs.check(name)
@@ -805,6 +755,8 @@ def main() -> int:
             "keep_p99_ms": round(percentile(keep, 0.99), 2),
             "worker_items_per_s": round(items_per_s, 1),
             "worker_cpu_ms_per_item": round(cpu_per_item, 3),
+            "celery_worker_items_per_s": round(celery_items_per_s, 1),
+            "worker_vs_celery_worker": round(items_per_s / celery_items_per_s, 3),
             **flood_cpu(flooded, args.events),
             "worker_task_lines": args.task_lines,
             "inversions": inversions,
@@ -817,6 +769,8 @@ def main() -> int:
             "celery_confirm_per_s": round(confirm_rate, 1),
             "celery_p50_ms": round(percentile(celery_latencies, 0.5), 2),
             "celery_p99_ms": round(percentile(celery_latencies, 0.99), 2),
+            "dispatched_vs_celery_confirm": round(flooded["dispatched_events"] / flooded["elapsed"] / confirm_rate, 3),
+            "keep_vs_celery_p99": round(percentile(keep, 0.99) / percentile(celery_latencies, 0.99), 3),
             "events": args.events,
             "batch": args.batch,
             "dispatch": "sequential" if args.sequential else "pipeline",

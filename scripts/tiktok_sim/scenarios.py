@@ -354,6 +354,55 @@ def steady(rate: float = 300.0, seconds: float | None = None) -> Scenario:
     return Scenario("steady", SteadyActions(mix, rate, seconds))
 
 
+LIVE_LOAD_PHASES = ("warmup", "idle", "load", "flood")
+
+
+def live_load(
+    phase_seconds: float = 20.0,
+    load_rate: float = 300.0,
+    flood_likes: int = 2000,
+    flood_comments: int = 150,
+    *,
+    warmup_seconds: float = 5.0,
+    gift_interval: float = 0.5,
+) -> Scenario:
+    """scripts/bench/live_load.py's live: a probe gift (a Galaxy, never a streak) every
+    ``gift_interval`` seconds through four phases, then the end. *warmup* and *idle*: nothing
+    else; *load*: the demo's mix at ``load_rate`` messages/s; *flood*: ``flood_likes`` likes and
+    ``flood_comments`` comments per second. A phase's probes are sent by ``@<phase>_probe``, in
+    the middle of their frame."""
+    frames_per_s = STEADY_FRAMES_PER_SECOND
+    every = max(1, round(gift_interval * frames_per_s))
+    mix = [spec for action in demo().actions if action.kind == "frame" for spec in action.specs]
+    load = SteadyActions(mix, load_rate)
+    fans = [(f"fan{n:04d}", f"Fan {n}") for n in range(500)]
+    rng = random.Random(13)
+    actions: list[Action] = []
+    load_frame = 0
+    lengths = (warmup_seconds, phase_seconds, phase_seconds, phase_seconds)
+    for phase, seconds in zip(LIVE_LOAD_PHASES, lengths, strict=True):
+        for tick in range(round(seconds * frames_per_s)):
+            specs: list[dict[str, Any]] = []
+            if phase == "load":
+                specs = list(load[2 * load_frame].specs)
+                load_frame += 1
+            elif phase == "flood":
+                for kind, count in (("like", flood_likes), ("comment", flood_comments)):
+                    for _ in range(count // frames_per_s):
+                        user, nick = rng.choice(fans)
+                        extra = {"count": rng.randint(1, 15)} if kind == "like" else {"text": rng.choice(CHAT)}
+                        specs.append({"type": kind, "user": user, "nickname": nick, **extra})
+            if tick % every == 0:
+                probe = {"type": "gift", "user": f"{phase}_probe", "nickname": f"Probe {phase}", "gift": "Galaxy"}
+                specs.insert(len(specs) // 2, probe)
+            if specs:
+                actions.append(Action("frame", specs=specs))
+            actions.append(Action("wait", seconds=1 / frames_per_s))
+    actions.append(Action("wait", seconds=1.0))
+    actions.append(Action("frame", specs=[{"type": "end"}]))
+    return Scenario("live-load", actions, prebuild=True)
+
+
 def streaks() -> Scenario:
     steps = [
         {"type": "comment", "user": "host_friend", "text": "¡Vamos con las rosas!"},
@@ -452,6 +501,7 @@ BUILT_IN = {
     "demo": demo,
     "flood": flood,
     "steady": steady,
+    "live-load": live_load,
     "streaks": streaks,
     "disconnect": disconnect,
     "weird-names": weird_names,

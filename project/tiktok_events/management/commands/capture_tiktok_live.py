@@ -34,7 +34,7 @@ def add_capture_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--simulate",
         metavar="SCENARIO",
-        help="capture from the local TikTok simulator: demo, flood, steady, streaks, disconnect, weird-names, "
+        help="capture from the local TikTok simulator: demo, flood, steady, live-load, streaks, disconnect, weird-names, "
         "malformed, live-end, offline, not-found, rate-limit, offline-then-live, blocked, rate-limit-long, "
         "a scenario .json file, or a recording made with --record (.ttlive)",
     )
