@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from project.env import env_int
 from workers.command import launcher_argv
 from workers.supervisor_watch import SUPERVISOR_PID_ENV
 
@@ -47,6 +48,7 @@ def discards_argv() -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), "consume_discarded"]
 
 
+READ_CHUNK = 65536  # bytes of a worker's output read at once
 _KV_MSG = re.compile(r'\bmsg=("(?:[^"\\]|\\.)*"|\S+)')
 _KV_LEVEL = re.compile(r"\blevel=(\w+)")
 _KV_LOGGER = re.compile(r"\blogger=(\S+)")
@@ -224,6 +226,7 @@ class WorkerSupervisor:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        _lower_priority(managed.proc.pid)
         managed.started_at = time.monotonic()
         managed.next_start = 0.0
         managed.reader = threading.Thread(
@@ -232,13 +235,30 @@ class WorkerSupervisor:
         managed.reader.start()
 
     def _read(self, managed: ManagedProcess, proc: subprocess.Popen) -> None:
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip()
-            if line:
-                shown = self.format_line(managed.name, line)
-                if shown is not None:
-                    self._say(shown)
+        """Show a worker's output as it comes, what arrived together in one write.
+
+        Under ``start_event_system`` this thread shares the capture's process: read line by
+        line (a wake-up, a write and a flush per line: thousands a second in a flood) it took a
+        quarter of that process's samples under live_load.py, time the capture's parsing waits
+        for. Whole chunks cost one wake-up and one write each.
+        """
+        fd = proc.stdout.fileno()
+        rest = b""
+        while chunk := os.read(fd, READ_CHUNK):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            self._show_lines(managed.name, lines)
+        self._show_lines(managed.name, [rest])
         proc.stdout.close()
+
+    def _show_lines(self, name: str, lines: list[bytes]) -> None:
+        shown = []
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if line and (text := self.format_line(name, line)) is not None:
+                shown.append(text)
+        if shown:
+            self._say("\n".join(shown))
 
     def format_line(self, name: str, line: str) -> str | None:
         """What the terminal shows for one output line of a worker (None: nothing)."""
@@ -264,3 +284,17 @@ class WorkerSupervisor:
             self.stdout.write(text + "\n")
             with contextlib.suppress(Exception):
                 self.stdout.flush()
+
+
+# TTE_ (TikTok Live Events) marks the project's own variables (docs/configuration.md).
+NICE_ENV = "TTE_WORKER_NICE"
+
+
+def _lower_priority(pid: int) -> None:
+    """Workers and the discard accounting yield the CPU to the capture (TTE_WORKER_NICE): on a
+    busy machine the live's events are read and stored first, and a worker's work waits instead.
+    Set before the launcher execs Celery and forks its pool, which inherit it."""
+    nice = env_int(NICE_ENV, 0, minimum=0)
+    if nice:
+        with contextlib.suppress(OSError):  # the process already left
+            os.setpriority(os.PRIO_PROCESS, pid, nice)

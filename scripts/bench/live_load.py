@@ -98,6 +98,12 @@ def main() -> int:
     parser.add_argument("--drain-timeout", type=float, default=60.0, help="seconds the workers may drain at the end")
     parser.add_argument("--keep", action="store_true", help="keep the rows and the system's log")
     parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="sample every process of the system with py-spy (requirements-dev.txt) during the live: DIR/live.txt "
+        "(collapsed stacks), and the busiest functions of each process on stderr; slows the system a little",
+    )
+    parser.add_argument(
         "--exclusive", action="store_true", help="hold the fault suite's lock: no fault test stops a server meanwhile"
     )
     args = parser.parse_args()
@@ -147,6 +153,7 @@ def main() -> int:
                 start_new_session=True,
             )  # fmt: skip
         wait_for_live(system, sent_log, system_log)
+        profiler = start_profiler(args.profile, system.pid)
         deadline = time.time() + 4 * args.phase_seconds + args.drain_timeout + 300
         while system.poll() is None:
             if time.time() > deadline:
@@ -155,6 +162,9 @@ def main() -> int:
             time.sleep(args.sample_seconds)
         if system.returncode != 0:
             bench.log(f"start_event_system exited with {system.returncode}:\n{tail(system_log)}")
+        if profiler is not None:
+            profiler.wait(timeout=60)
+            summarize_profile(Path(args.profile) / "live.txt")
         result = report(args, sent_log, summary_path, samples, rds, key, celery_latencies)
         result |= {"system_exit_code": system.returncode, "machine": gauge.figures()}
     finally:
@@ -225,6 +235,50 @@ def plain_celery_round_trips(args, env: dict, workdir: Path, rds, key: str) -> l
         stop_process(worker)
     bench.log(f"plain Celery round trip: p50 {percentile(latencies, 0.5):.2f} ms p99 {percentile(latencies, 0.99):.2f}")
     return latencies
+
+
+def start_profiler(directory: str | None, pid: int) -> subprocess.Popen | None:
+    if not directory:
+        return None
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    py_spy = Path(sys.executable).with_name("py-spy")
+    argv = [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "50"]
+    argv += ["--format", "raw", "--output", str(Path(directory) / "live.txt")]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize_profile(path: Path, top: int = 8) -> None:
+    """The functions each process spent its samples in (innermost frame), busiest first."""
+    if not path.exists():
+        bench.log(f"no profile in {path} (is py-spy installed? pip install -r requirements-dev.txt)")
+        return
+    by_process: dict[str, dict[str, int]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not count.isdigit() or len(frames) < 2:
+            continue
+        # py-spy nests a child's stacks under its parents': the innermost "process …" frame is its own.
+        process = [frame for frame in frames if frame.startswith("process ")][-1]
+        frames = frames[frames.index(process) + 1 :] or ["(no frame)"]
+        for mark, name in (
+            ("tiktok_simulator", "simulator"),
+            ("consume_discarded", "discards"),
+            ("spawn_main", "capture writers"),
+            ("liveload-sync", "worker sync"),
+            ("liveload-async", "worker async"),
+            ("start_event_system", "capture + supervisor"),
+        ):
+            if mark in process:
+                process = name
+                break
+        innermost = frames[-1].split(" (")[0]
+        functions = by_process.setdefault(process, {})
+        functions[innermost] = functions.get(innermost, 0) + int(count)
+    for process, functions in sorted(by_process.items(), key=lambda item: -sum(item[1].values())):
+        total = sum(functions.values())
+        busiest = sorted(functions.items(), key=lambda item: -item[1])[:top]
+        bench.log(f"{process}: {total} samples; " + "; ".join(f"{f} {100 * n / total:.0f}%" for f, n in busiest))
 
 
 def stop_process(proc: subprocess.Popen) -> None:
