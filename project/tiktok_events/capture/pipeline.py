@@ -164,6 +164,12 @@ class CapturePipeline:
         self.last_activity = time.monotonic()
         if type(event).__name__ in TRANSPORT_EVENTS:
             return
+        header = getattr(event, "common", None)
+        if header is not None and header.msg_id and int(header.msg_id) in self._seen:
+            # The raw event TikTokLive emits after its custom one (see _take), or a replay: not
+            # normalised at all (an unmodelled event's fields cost milliseconds to read).
+            self.stats.duplicates += 1
+            return
         message = self._message
         payload = message.payload if message is not None else None
         try:

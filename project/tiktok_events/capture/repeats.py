@@ -24,6 +24,9 @@ class RecentIds:
         self._ids: set[int] = set()
         self._size = size
 
+    def __contains__(self, msg_id: int) -> bool:
+        return msg_id in self._ids
+
     def add(self, msg_id: int) -> bool:
         """Remember ``msg_id``; False if it was already there."""
         if msg_id in self._ids:
