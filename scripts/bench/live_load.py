@@ -242,7 +242,7 @@ def start_profiler(directory: str | None, pid: int) -> subprocess.Popen | None:
         return None
     Path(directory).mkdir(parents=True, exist_ok=True)
     py_spy = Path(sys.executable).with_name("py-spy")
-    argv = [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "50"]
+    argv = [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--gil", "--rate", "50"]
     argv += ["--format", "raw", "--output", str(Path(directory) / "live.txt")]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

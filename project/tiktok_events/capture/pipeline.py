@@ -266,6 +266,14 @@ class CapturePipeline:
             lane.updated[id(row)] = row
         if dispatch:
             lane.dispatch.append(row)
+            if lane is self.priority and lane.task is None and self.session_id is not None:
+                # At once: TikTokLive parses a backlog of frames back to back, and the flusher
+                # would only get its turn between them.
+                self._write_now(lane)
+
+    def _write_now(self, lane: Lane) -> None:
+        cut = self._cut(lane)
+        self._start(lane, self._write(lane, cut, lane.writer.submit(cut[0])), wake=True)
 
     # -- the flusher ------------------------------------------------------------------------------
 
@@ -318,7 +326,7 @@ class CapturePipeline:
                 if lane.task is not None:
                     continue
                 if self.session_id is not None and lane.pending:
-                    self._start(lane, self._write(lane, self._cut(lane)), wake=True)
+                    self._write_now(lane)
                 elif lane.awaiting:
                     # Idle: collect the confirmations of what is in flight (their times were
                     # taken when they arrived; only the counting waits). Briefly, unless
@@ -426,12 +434,14 @@ class CapturePipeline:
         lane.writing, lane.writing_number = inserted, batch.number
         return batch, inserted, dispatched
 
-    async def _write(self, lane: Lane, cut: tuple[WriteBatch, list[EventRow], list[EventRow]]) -> None:
+    async def _write(
+        self, lane: Lane, cut: tuple[WriteBatch, list[EventRow], list[EventRow]], submitted: asyncio.Future | None
+    ) -> None:
         batch, inserted, dispatched = cut
         attempt = 0
         while True:
             try:
-                result = await lane.writer.write(batch)
+                result = await lane.writer.write(batch, submitted)
                 break
             except Exception as exc:
                 if isinstance(exc, BrokenProcessPool):
@@ -441,6 +451,7 @@ class CapturePipeline:
                 delay = WRITE_RETRY_SECONDS[min(attempt, len(WRITE_RETRY_SECONDS) - 1)]
                 attempt += 1
                 self.stats.write_retries += 1
+                submitted = None  # each retry submits the batch again
                 log.error(
                     "writing a batch failed; retrying",
                     extra={"error": str(exc)[:300], "rows": len(batch), "lane": lane.name},

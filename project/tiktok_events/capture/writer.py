@@ -188,9 +188,20 @@ class BatchWriter:
         """The event types some active service keeps (see ``handoff.priority_types``)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, _priority_types)
 
-    async def write(self, batch: WriteBatch) -> WriteResult:
+    def submit(self, batch: WriteBatch) -> asyncio.Future | None:
+        """Hand the batch to the writer now, not at the event loop's next turn (which a capture
+        parsing a backlog of frames gives only between them); ``write`` awaits it. None when the
+        writer cannot take it (``write`` then submits it again, and replaces a dead writer)."""
+        try:
+            return asyncio.get_running_loop().run_in_executor(self._executor, _write, batch)
+        except Exception:  # BrokenProcessPool, RuntimeError of an executor shut down
+            return None
+
+    async def write(self, batch: WriteBatch, submitted: asyncio.Future | None = None) -> WriteResult:
         loop = asyncio.get_running_loop()
         try:
+            if submitted is not None:
+                return await submitted
             return await loop.run_in_executor(self._executor, _write, batch)
         except BrokenProcessPool:
             # The writer process died (killed, out of memory): start another; the
