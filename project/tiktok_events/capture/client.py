@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import time
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,9 @@ from project.tiktok_events.capture.endpoints import TikTokEndpoints
 from project.tiktok_events.capture.retry import RateLimitHint, rate_limit_hint
 
 log = logging.getLogger("capture")
+# ProtoEvent is a typing Union: isinstance against it goes through typing's slow subclass
+# checks (7 % of the capture's samples in a flood); against its classes it is one C call.
+PROTO_EVENT_CLASSES = typing.get_args(ProtoEvent)
 
 # Every event class TikTokLive can emit about the live (its proto events plus the
 # custom ones it derives from them).
@@ -137,7 +141,7 @@ class CaptureClient(TikTokLiveClient):
         if message is not None and self.raw_listener is not None:
             if message.method not in EVENT_MAPPINGS:
                 self.raw_listener(message, "unknown")
-            elif not any(isinstance(event, ProtoEvent) for event in events):
+            elif not any(isinstance(event, PROTO_EVENT_CLASSES) for event in events):
                 self.raw_listener(message, "unparsed")
         return events
 
