@@ -9,11 +9,6 @@ live takes) and read ``/simulator/status`` afterwards::
     with simulator({"steps": [...], "blocked_sockets": 2}) as tiktok:
         run = capture(vhost, tiktok, args=["--give-up-after", "3"])
         assert tiktok.status()["sign_requests"] == 3
-
-Both processes import TikTokLive, for seconds: ``simulator`` does not wait for the ready
-line, and ``capture`` starts its process (``preloaded_manage.py``, which imports TikTokLive
-first) before it asks for the URLs, so the two imports run side by side. The capture
-itself only starts once the simulator is ready, as before.
 """
 
 from __future__ import annotations
@@ -25,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +30,6 @@ from tests.support.capture import ROOT, CaptureRun
 from tests.support.servers import Vhost, subprocess_env
 
 SIMULATOR = ROOT / "scripts" / "tiktok_simulator.py"
-PRELOADED_MANAGE = ROOT / "tests" / "support" / "preloaded_manage.py"
 
 # Retries short enough for a test; each test overrides what it is about.
 FAST_RETRIES = {
@@ -45,20 +40,9 @@ FAST_RETRIES = {
 }
 
 
+@dataclass
 class Simulator:
-    """A simulator's ready line: given, or read from its process the first time it is needed."""
-
-    def __init__(self, ready: dict[str, Any] | None = None, *, starting: subprocess.Popen | None = None) -> None:
-        self._ready = ready
-        self._starting = starting
-
-    @property
-    def ready(self) -> dict[str, Any]:
-        if self._ready is None:
-            line = self._starting.stdout.readline()
-            assert line, f"the simulator exited ({self._starting.wait()}) without its ready line"
-            self._ready = json.loads(line)
-        return self._ready
+    ready: dict[str, Any]
 
     def status(self) -> dict[str, Any]:
         return requests.get(self.ready["status_url"], timeout=10).json()
@@ -86,7 +70,7 @@ def simulator(scenario: str | dict[str, Any], *args: str) -> Iterator[Simulator]
             [sys.executable, str(SIMULATOR), *source, "--port", "0", *args], stdout=subprocess.PIPE, text=True, cwd=ROOT
         )
         try:
-            yield Simulator(starting=proc)
+            yield Simulator(json.loads(proc.stdout.readline()))
         finally:
             proc.terminate()
             proc.wait(timeout=10)
@@ -105,23 +89,22 @@ def capture(
     """``manage.py capture_tiktok_live`` against ``tiktok`` until it ends; its output and summary."""
     with tempfile.TemporaryDirectory(prefix="capture-") as tmp:
         summary = Path(tmp) / "summary.json"
-        argv = ["capture_tiktok_live", "--username", username, "--summary-json", str(summary), *args]
-        proc = subprocess.Popen(
-            [os.environ.get("PYTHON", sys.executable), str(PRELOADED_MANAGE)],
+        proc = subprocess.run(
+            [
+                os.environ.get("PYTHON", sys.executable),
+                "manage.py",
+                "capture_tiktok_live",
+                "--username",
+                username,
+                "--summary-json",
+                str(summary),
+                *args,
+            ],
             cwd=ROOT,
-            env=subprocess_env(vhost, **{**FAST_RETRIES, **(env or {})}),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            env=subprocess_env(vhost, **{**FAST_RETRIES, **tiktok.env, **(env or {})}),
+            capture_output=True,
             text=True,
+            timeout=timeout,
         )
-        try:
-            # The simulator's URLs, then the test's own variables over them (as before: env wins).
-            request = {"argv": argv, "env": {**tiktok.env, **(env or {})}}
-            stdout, stderr = proc.communicate(json.dumps(request) + "\n", timeout=timeout)
-        finally:
-            if proc.poll() is None:  # the simulator never got ready, or the capture ran past its timeout
-                proc.kill()
-                proc.communicate()
         data = json.loads(summary.read_text()) if summary.exists() else {}
-    return CaptureRun(proc.returncode, stdout + stderr, data)
+    return CaptureRun(proc.returncode, proc.stdout + proc.stderr, data)
