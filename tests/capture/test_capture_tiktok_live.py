@@ -4,6 +4,7 @@ dispatched item is one the broker confirmed (``dispatched_at`` set)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,7 +20,7 @@ from django.db.models import Count
 from project.queue_system.models import QueueItem, ServiceEventConfig
 from project.tiktok_events.models import LiveEvent, LiveSession
 from tests.support.broker import depth, publishing_blocked
-from tests.support.capture import ROOT, comment, gift, messages_by_type, run_capture, simulator_scenarios
+from tests.support.capture import ROOT, CaptureRun, comment, gift, messages_by_type, run_capture, simulator_scenarios
 from tests.support.queueing import make_service
 from tests.support.servers import child_pids, subprocess_env
 from tests.support.waiting import wait_for
@@ -126,27 +127,23 @@ def test_it_closes_a_streak_left_open_by_a_dropped_connection(vhost, seeded):
     assert run.summary["reconnects"] >= 1
 
 
-def test_it_reconnects_into_the_same_session_without_storing_twice(vhost, seeded):
-    run = run_capture(vhost, "disconnect", args=["--silence-timeout", "3"])
-    assert run.returncode == 0, run.output
-    comments = list(run.events().filter(event_type="CommentEvent").values_list("event_data__comment", flat=True))
-    assert sorted(comments) == sorted(f"message {n}" for n in range(1, 31))
-    assert run.events().filter(event_type="LiveEndEvent").count() == 1
-    # One reconnect after the dropped socket, one after the watchdog found it silent.
-    assert run.summary["reconnects"] >= 2
-    # ... and the session keeps the count for its report.
-    assert LiveSession.objects.get(pk=run.session_id).reconnects == run.summary["reconnects"]
-    assert "socket silent; reconnecting" in run.output
-    # The simulator replayed recent messages on reconnect: they were recognised, not stored again.
-    assert run.summary["duplicates_skipped"] > 1
-    assert LiveSession.objects.filter(pk__gte=run.session_id).count() == 1
-    assert_every_event_confirmed(run)
-
-
-def test_while_it_reconnects_the_session_says_why_and_clears_it_once_back(vhost, seeded):
-    """What the control room shows as "reconnecting" and its reason, from the session row."""
+def test_it_reconnects_into_the_same_session_saying_why_meanwhile_and_stores_nothing_twice(vhost, seeded, tmp_path):
+    """One run of the disconnect live (a dropped socket, then a silent one): what the control room
+    shows as "reconnecting" and its reason, from the session row, while it reconnects; and
+    afterwards one session with every message once."""
+    summary = tmp_path / "summary.json"
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "capture_tiktok_live", "--simulate", "disconnect", "--silence-timeout", "3"],
+        [
+            sys.executable,
+            "manage.py",
+            "capture_tiktok_live",
+            "--simulate",
+            "disconnect",
+            "--silence-timeout",
+            "3",
+            "--summary-json",
+            str(summary),
+        ],
         cwd=ROOT,
         env=subprocess_env(vhost, TTE_CAPTURE_DROP_BACKOFF_SECONDS="2"),
         stdout=subprocess.PIPE,
@@ -163,6 +160,20 @@ def test_while_it_reconnects_the_session_says_why_and_clears_it_once_back(vhost,
     assert proc.returncode == 0, output
     assert re.fullmatch(r"connection lost \(.+\); reconnect attempt \d+ in [12] s", note), note
     assert LiveSession.objects.get().connection_note == ""
+
+    run = CaptureRun(proc.returncode, output, json.loads(summary.read_text()))
+    comments = list(run.events().filter(event_type="CommentEvent").values_list("event_data__comment", flat=True))
+    assert sorted(comments) == sorted(f"message {n}" for n in range(1, 31))
+    assert run.events().filter(event_type="LiveEndEvent").count() == 1
+    # One reconnect after the dropped socket, one after the watchdog found it silent.
+    assert run.summary["reconnects"] >= 2
+    # ... and the session keeps the count for its report.
+    assert LiveSession.objects.get(pk=run.session_id).reconnects == run.summary["reconnects"]
+    assert "socket silent; reconnecting" in run.output
+    # The simulator replayed recent messages on reconnect: they were recognised, not stored again.
+    assert run.summary["duplicates_skipped"] > 1
+    assert LiveSession.objects.filter(pk__gte=run.session_id).count() == 1
+    assert_every_event_confirmed(run)
 
 
 def test_it_cleans_weird_names_and_keeps_the_raw_ones(vhost, seeded):
@@ -418,9 +429,11 @@ def test_a_killed_writer_process_is_replaced_and_nothing_is_lost(vhost, seeded):
 
 
 def test_a_killed_capture_does_not_leave_its_writer_process_behind(vhost, seeded):
+    # 5 s of flood: the capture is killed at its first stored event, well before the live ends;
+    # the simulator serializes the whole flood before it is ready (10 s of it took 13 s).
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "capture_tiktok_live", "--simulate", "flood",
-         "--simulator-arg=--flood-seconds=10", "--quiet"],
+         "--simulator-arg=--flood-seconds=5", "--quiet"],
         cwd=ROOT,
         env=subprocess_env(vhost),
         stdout=subprocess.DEVNULL,

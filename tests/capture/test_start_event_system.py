@@ -22,7 +22,7 @@ def test_it_runs_the_demo_for_its_duration_and_finishes_every_item(
         vhost,
         "demo",
         command="start_event_system",
-        args=["--duration", "20", "--stats-interval", "8"],
+        args=["--duration", "12", "--stats-interval", "5"],
         timeout=400,
         env=dino_worker_env(live_server, free_port()),
     )
