@@ -14,9 +14,8 @@ next write, or from ``finish`` when no batch follows.
 The priority lane: the events some service keeps (a non-discardable config: gifts,
 follows, subscriptions) go through a second writer of their own, in their own small
 batches, so a gift that arrives in a flood never waits for a large batch of likes to
-be stored and confirmed. Each lane keeps the order in which its events arrived; while
-events wait on disk (PostgreSQL was away) every new event goes through the main lane,
-in order behind them.
+be stored and confirmed. Each lane keeps the order in which its events arrived (the
+ones read back from disk after an outage included).
 """
 
 from __future__ import annotations
@@ -235,8 +234,9 @@ class CapturePipeline:
 
     def _takes_priority(self, captured: CapturedEvent) -> bool:
         """A row goes through the priority lane for good (its insert, its updates, its dispatch:
-        one writer, in order) when a service keeps its type and nothing waits on disk."""
-        return self.priority is not None and captured.event_type in self.priority_types and self.backlog.spill is None
+        one writer, in order) when a service keeps its type. By type only, whatever else goes
+        on: events read back from disk too, so each lane always gets its events in order."""
+        return self.priority is not None and captured.event_type in self.priority_types
 
     def _add_like_totals(self, captured: CapturedEvent) -> None:
         """The capture's running sums of per-message counts (lower bounds: TikTok batches
