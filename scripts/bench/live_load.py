@@ -306,13 +306,12 @@ def report(args, sent_log: Path, summary_path: Path, samples: list[dict], rds, k
             "msg_id", "user_unique_id"
         )
     )
-    phase_of = {msg_id: handle.removesuffix("_probe") for msg_id, handle in probes.items()}
+    # (Only this run's: the sent log is its simulator's.)
+    phase_of = {msg_id: handle.removesuffix("_probe") for msg_id, handle in probes.items() if msg_id in sent_at}
     # A phase runs from its first probe's send time to the next phase's (the flood: to the last message).
-    starts = {
-        phase: min(sent_at[m] for m, p in phase_of.items() if p == phase) / 1000
-        for phase in PHASES
-        if phase in phase_of.values()
-    }
+    starts: dict[str, float] = {}
+    for msg_id, phase in phase_of.items():
+        starts[phase] = min(starts.get(phase, float("inf")), sent_at[msg_id] / 1000)
     if not set(PHASES) <= set(starts):
         raise RuntimeError(f"probes stored for the phases {sorted(starts)} only: the live did not run its course")
     bounds = {phase: (starts[phase], starts[PHASES[i + 1]] if i + 1 < len(PHASES) else max(sent_at.values()) / 1000)
