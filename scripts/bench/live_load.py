@@ -353,7 +353,7 @@ def report(args, sent_log: Path, summary_path: Path, samples: list[dict], rds, k
             for name, *_ in SERVICES
         }
 
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary = json.loads(summary_path.read_text()).get("capture", {}) if summary_path.exists() else {}
     result |= {
         "celery_p50_ms": round(percentile(celery, 0.5), 2),
         "celery_p99_ms": round(celery_p99, 2),
