@@ -34,9 +34,9 @@ def add_capture_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--simulate",
         metavar="SCENARIO",
-        help="capture from the local TikTok simulator: demo, flood, steady, live-load, streaks, disconnect, weird-names, "
-        "malformed, live-end, offline, not-found, rate-limit, offline-then-live, blocked, rate-limit-long, "
-        "a scenario .json file, or a recording made with --record (.ttlive)",
+        help="capture from the local TikTok simulator: demo, flood, steady, live-load, streaks, disconnect, "
+        "weird-names, malformed, live-end, offline, not-found, rate-limit, offline-then-live, blocked, "
+        "rate-limit-long, a scenario .json file, or a recording made with --record (.ttlive)",
     )
     parser.add_argument(
         "--record",
