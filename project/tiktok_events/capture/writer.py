@@ -63,7 +63,10 @@ def _exit_with_the_capture() -> None:
     Nothing is lost: a batch being written either commits or rolls back, and what is stored
     but not confirmed stays pending for the next start (``redispatch_pending``).
     """
-    parent = os.getppid()
+    # The pid the capture gave this process, not getppid(): a capture that ended while this
+    # process was still starting has already left it to init (a writer then stayed for ever).
+    spawned_by = multiprocessing.parent_process()
+    parent = spawned_by.pid if spawned_by is not None else os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
