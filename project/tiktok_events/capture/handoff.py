@@ -42,13 +42,14 @@ PRIORITY_TYPES_SECONDS = 5.0  # how old the priority lane's list of types may be
 _priority_types: tuple[float, frozenset[str]] | None = None
 
 
-def priority_types() -> frozenset[str]:
+def priority_types(*, fresh: bool = False) -> frozenset[str]:
     """The event types some active service keeps (an enabled, non-discardable config): what the
     capture's priority lane stores and publishes ahead of the rest. Read again every few seconds,
-    so a config changed in the admin applies to the live under way."""
+    so a config changed in the admin applies to the live under way; ``fresh``: read now (a
+    capture's start)."""
     global _priority_types
     now = time.monotonic()
-    if _priority_types is None or now - _priority_types[0] > PRIORITY_TYPES_SECONDS:
+    if fresh or _priority_types is None or now - _priority_types[0] > PRIORITY_TYPES_SECONDS:
         kept = ServiceEventConfig.objects.filter(enabled=True, discardable=False, service__is_active=True)
         _priority_types = (now, frozenset(kept.values_list("event_type", flat=True).distinct()))
     return _priority_types[1]

@@ -92,7 +92,7 @@ def _finish(timeout: float | None) -> list[BatchOutcome]:
 def _priority_types() -> frozenset[str]:
     from project.tiktok_events.capture.handoff import priority_types
 
-    return priority_types()
+    return priority_types(fresh=True)
 
 
 def _warm_up(*, pending_older_than: float = 10.0, left_by: str = "an earlier run", redispatch: bool = True) -> int:
