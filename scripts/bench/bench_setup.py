@@ -166,3 +166,16 @@ def use_bench_database(suffix: str) -> None:
     import django
 
     django.setup()
+
+
+def use_locked_bench_database(suffix: str, lock_key: int, what: str) -> None:
+    """``use_bench_database``, migrated, then hold ``lock_key`` (a PostgreSQL advisory lock, kept
+    for the connection's life): one run of a benchmark per database at a time."""
+    use_bench_database(suffix)
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        log(f"waiting for the {what} lock (one run per database) ...")
+        cursor.execute("SELECT pg_advisory_lock(%s)", [lock_key])

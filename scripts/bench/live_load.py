@@ -109,17 +109,12 @@ def main() -> int:
     args = parser.parse_args()
     fault_lock = hold_fault_lock() if args.exclusive else None
 
-    bench.use_bench_database("liveload")
+    bench.use_locked_bench_database("liveload", LOCK_KEY, "live-load")
     gauge = bench.MachineGauge()
-    from django.core.management import call_command
     from django.db import connection
 
     from project.celery import app
 
-    call_command("migrate", verbosity=0)
-    with connection.cursor() as cursor:
-        bench.log("waiting for the live-load lock (one run per database) ...")
-        cursor.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
     empty_tables()
     create_services()
     key = f"live-load:{uuid.uuid4().hex[:6]}"

@@ -89,15 +89,10 @@ def main() -> int:
     args = parser.parse_args()
     fault_lock = hold_fault_lock() if args.exclusive else None
 
-    bench.use_bench_database("soak")
+    bench.use_locked_bench_database("soak", LOCK_KEY, "soak")
     gauge = bench.MachineGauge()
-    from django.core.management import call_command
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
-    with connection.cursor() as cursor:
-        bench.log("waiting for the soak lock (one run per database) ...")
-        cursor.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
     empty_tables()
     create_services(args.card_seconds)
     stream = f"soak:{uuid.uuid4().hex[:6]}:cards"
