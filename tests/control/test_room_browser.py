@@ -188,7 +188,8 @@ def test_the_control_room_follows_a_live_and_pauses_dinochrome(browser, live_ser
 
             # Pause DinoChrome: the page reloads with the message, the card turns paused.
             click_action(driver, "dinochrome", "pause")
-            wait_for(lambda: "paused" in driver.find_element("css selector", ".control-messages").text,
+            # Until the form's answer loads, the old page (no message list) is still there.
+            wait_for(lambda: any("paused" in m.text for m in driver.find_elements("css selector", ".control-messages")),
                      timeout=20, what="the pause message")  # fmt: skip
             wait_for(lambda: card_text(driver, "dinochrome", "worker") == "paused", timeout=20,
                      what="DinoChrome's card to say paused")  # fmt: skip
