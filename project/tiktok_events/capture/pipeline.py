@@ -228,7 +228,9 @@ class CapturePipeline:
             elif captured.event_type == "LiveEndEvent":
                 self.live_ended = True
             row = EventRow(captured)
-            row.priority = dispatch and self._takes_priority(captured)
+            # Not dispatched (history, a repeated subscription) still by its type: stored in
+            # order with the events of its type (a repeat must come after its first).
+            row.priority = self._takes_priority(captured)
             self._queue(row, new=True, dispatch=dispatch)
         self._wakeup.set()
 
