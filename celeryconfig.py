@@ -36,6 +36,15 @@ task_reject_on_worker_lost = True
 # https://docs.celeryq.dev/en/stable/userguide/optimizing.html#prefetch-limits
 worker_prefetch_multiplier = 1
 
+# After a broker restart Celery lowers the prefetch while tasks of the old connection
+# run, and raises it again from the thread that acked one of them: under the thread
+# pool (ASYNC services) that thread then talks to the consumer's connection beside the
+# event loop, and the worker could stop taking messages for minutes with its prefetch
+# used up (seen in tests/faults/test_capture_faults.py). The old connection's unacked
+# messages go back to the queue anyway, so there is nothing to over-fetch.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-enable-prefetch-count-reduction
+worker_enable_prefetch_count_reduction = False
+
 # Publisher confirms: apply_async returns only once the broker has the message.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-transport-options
 broker_transport_options = {"confirm_publish": True}
