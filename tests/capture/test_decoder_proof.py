@@ -30,6 +30,7 @@ SHORT = {
     "flood": ["--simulator-arg=--flood-seconds=1"],
     "steady": ["--simulator-arg=--steady-seconds=1"],
     "disconnect": ["--silence-timeout", "2"],
+    "live-load": ["--simulator-arg=--phase-seconds=1"],
 }
 # The message types every simulator scenario together sends: the proof must meet each one's class.
 SIMULATOR_CLASSES = {
