@@ -126,22 +126,32 @@ def recover_at_start(service) -> int:
 
     The previous worker's unacked messages are back in the queue once its
     connection is gone, so an empty queue with no consumer holds no message of
-    any pending or processing item.
+    any pending or processing item, and no drain ticket either: the drain tokens
+    left (a purge or a crash took their tickets) are stale. They are purged first,
+    and each type with events waiting is armed again, so the discardable items
+    recovered here are drained at once, not after the watchdog's next passes.
     """
-    from project.queue_system.broker import close_quietly, open_connection, passive_counts
+    from project.queue_system.broker import passive_counts
+    from project.queue_system.drain import BrokerLink, repair
     from project.queue_system.topology import service_topology
 
     topology = service_topology(service)
     before = timezone.now()
-    connection_ = open_connection()
+    current = BrokerLink()
     try:
         main = queues.main_queue_name(topology.slug)
         names = [main, queues.DISCARDED_QUEUE]
-        names += [queues.discardable_queue_name(topology.slug, t) for t in topology.discardable_types]
-        counts = passive_counts(connection_, names)
+        for event_type in topology.discardable_types:
+            names += [
+                queues.discardable_queue_name(topology.slug, event_type),
+                queues.arm_queue_name(topology.slug, event_type),
+            ]
+        counts = passive_counts(current.connection, names)
+        main_counts = counts.get(main)
+        if main_counts is not None and (main_counts[0] or main_counts[1]):
+            return 0  # messages or another consumer: the running worker's watchdog decides later
+        for event_type in topology.discardable_types:
+            repair(current, topology.slug, event_type, topology.tickets, counts, no_ticket_out=True)
     finally:
-        close_quietly(connection_)
-    main_counts = counts.get(main)
-    if main_counts is not None and (main_counts[0] or main_counts[1]):
-        return 0  # messages or another consumer: the running worker's watchdog decides later
+        current.close()
     return recover_idle(topology, counts, before=before)
