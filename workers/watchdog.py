@@ -84,13 +84,9 @@ class DrainWatchdog(threading.Thread):
         reconcile(current.connection)
         for topology in all_topologies(self.slugs):
             main = queues.main_queue_name(topology.slug)
-            names = [main, queues.DISCARDED_QUEUE]
-            for event_type in topology.discardable_types:
-                names += [
-                    queues.discardable_queue_name(topology.slug, event_type),
-                    queues.arm_queue_name(topology.slug, event_type),
-                ]
-            counts = passive_counts(current.connection, names)
+            counts = passive_counts(
+                current.connection, queues.evidence_queue_names(topology.slug, topology.discardable_types)
+            )
             main_counts = counts.get(main)
             nothing_waiting = idle and main_counts is not None and main_counts[0] == 0 and main_counts[1] <= 1
             if nothing_waiting and idle_since is not None:

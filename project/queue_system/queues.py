@@ -24,6 +24,7 @@ before Django is set up.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from kombu import Exchange, Queue
 
@@ -53,6 +54,16 @@ def discardable_queue_name(slug: str, event_type: str) -> str:
 
 def arm_queue_name(slug: str, event_type: str) -> str:
     return f"svc.{slug}.armed.{event_type}"
+
+
+def evidence_queue_names(slug: str, discardable_types: Iterable[str]) -> list[str]:
+    """The queues whose depths tell whether a service has a message or a ticket anywhere (the
+    recovery's and the drain repair's evidence): ``svc.<slug>`` first, ``events.discarded``,
+    and each discardable type's queue and token queue."""
+    names = [main_queue_name(slug), DISCARDED_QUEUE]
+    for event_type in discardable_types:
+        names += [discardable_queue_name(slug, event_type), arm_queue_name(slug, event_type)]
+    return names
 
 
 def arm_queue_arguments(tickets: int) -> dict[str, object]:

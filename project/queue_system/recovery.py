@@ -140,13 +140,9 @@ def recover_at_start(service) -> int:
     current = BrokerLink()
     try:
         main = queues.main_queue_name(topology.slug)
-        names = [main, queues.DISCARDED_QUEUE]
-        for event_type in topology.discardable_types:
-            names += [
-                queues.discardable_queue_name(topology.slug, event_type),
-                queues.arm_queue_name(topology.slug, event_type),
-            ]
-        counts = passive_counts(current.connection, names)
+        counts = passive_counts(
+            current.connection, queues.evidence_queue_names(topology.slug, topology.discardable_types)
+        )
         main_counts = counts.get(main)
         if main_counts is not None and (main_counts[0] or main_counts[1]):
             return 0  # messages or another consumer: the running worker's watchdog decides later
